@@ -1,0 +1,1 @@
+"""Classic baselines (SASRec) trained under Ray Train and scored by the shared metrics."""

@@ -1,0 +1,1 @@
+"""Reinforcement learning (GRPO) with constrained beam-search rollouts and ranking rewards."""

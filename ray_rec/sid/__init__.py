@@ -1,0 +1,1 @@
+"""Semantic IDs: quantizers (pure torch/numpy), Ray orchestration, reports, the SID trie."""

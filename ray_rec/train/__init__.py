@@ -1,0 +1,1 @@
+"""Supervised fine-tuning of the generative recommender under Ray Train (DeepSpeed ZeRO-2 or DDP)."""
