@@ -1,0 +1,169 @@
+"""Constrained beam search: a causal LM generates SIDs that are always real items.
+
+:class:`TrieLogitsProcessor` plugs into Hugging Face ``generate`` (beam search, key/value cache,
+sampling explicitly off). It keeps no state between calls: at every step it re-derives each beam's
+trie node from the tokens generated so far (``input_ids[:, prompt_len:]``, at most ``L`` positions)
+and masks, for all beams at once, every token that does not continue a SID (:mod:`ray_rec.sid.trie`).
+A prefix with no continuation may only emit EOS, so no beam ever leaves the catalogue.
+
+Scores are the summed log-probabilities of the SID tokens and EOS (``length_penalty=0``; the mask is
+applied after the softmax, so a score is the model's probability of that exact sequence), and the
+search stops only when no running beam can beat the finished ones (``early_stopping="never"``), which
+keeps the ranking right when SIDs have different lengths.
+
+Colliding SIDs: a SID shared by several items yields all of them, consecutively at that SID's rank and
+with its score, lowest item id first (the model cannot tell them apart; the order is fixed and does not
+depend on the target). With de-duplicated codes every SID is one item.
+
+Example::
+
+    trie = SIDTrie.from_tokenizer(codes, tokenizer)
+    top = constrained_topk(model, tokenizer, [encode_prompt(tokenizer, h) for h in histories], trie,
+                           num_beams=50, k=10)           # list of 10 item ids per user, best first
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from ray_rec.sid.trie import SIDTrie
+
+# Beam search seeds unused beams with -1e9 (and adds -1e9 to closed slots); a real sequence's
+# log-probability is never that low, so anything below this is filler, not a generation.
+FILLER_SCORE = -1e8
+
+
+class TrieLogitsProcessor(LogitsProcessor):
+    """Masks every next token that does not continue a SID of ``trie`` (stateless: the state is the
+    generated suffix of ``input_ids``)."""
+
+    def __init__(self, trie: SIDTrie, prompt_len: int):
+        self.trie = trie
+        self.prompt_len = prompt_len
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        """input_ids (B*beams, prompt_len + t), scores (B*beams, V) -> scores with -inf off the trie."""
+        nodes = self.trie.walk(input_ids[:, self.prompt_len:])
+        allowed = self.trie.allowed_mask(nodes, scores.shape[-1])
+        return scores.masked_fill(~allowed, float("-inf"))
+
+
+@dataclass(frozen=True)
+class BeamResult:
+    """Ranked items per user."""
+
+    items: np.ndarray    # (B, k) int64 item ids, best first; -1 where fewer than k were found
+    scores: np.ndarray   # (B, k) float64 log-probability of the SID each item came from; -inf for -1
+    invalid: np.ndarray  # (B,) int64 finished beams that are no valid item (CC; 0 under the trie)
+
+
+def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token id lists: -> input_ids (B, T) int64 and attention_mask (B, T) int64."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.int64)
+    mask = torch.zeros((len(prompts), width), dtype=torch.int64)
+    for row, prompt in enumerate(prompts):  # once per user, before decoding
+        if len(prompt):
+            ids[row, width - len(prompt):] = torch.as_tensor(list(prompt), dtype=torch.int64)
+            mask[row, width - len(prompt):] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def generate_beams(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_beams: int,
+                   max_new_tokens: int, eos_id: int, pad_id: int,
+                   processor: LogitsProcessor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Beam search over ``model`` with an optional logits processor (None = unconstrained).
+
+    input_ids, attention_mask: (B, T) left-padded -> sequences (B, num_beams, new) generated tokens
+    only (pad after EOS), scores (B, num_beams) summed log-probs, best first."""
+    device = next(model.parameters()).device
+    out = model.generate(
+        input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+        num_beams=num_beams, num_return_sequences=num_beams, do_sample=False,
+        max_new_tokens=max_new_tokens, min_new_tokens=0, length_penalty=0.0, early_stopping="never",
+        eos_token_id=eos_id, pad_token_id=pad_id, use_cache=True,
+        logits_processor=LogitsProcessorList([processor] if processor is not None else []),
+        output_scores=True, return_dict_in_generate=True,
+        # a saved generation config may carry sampling knobs; beam search here is deterministic
+        temperature=None, top_k=None, top_p=None,
+    )
+    batch = input_ids.shape[0]
+    new = out.sequences[:, input_ids.shape[1]:].reshape(batch, num_beams, -1)
+    return new, out.sequences_scores.reshape(batch, num_beams)
+
+
+def rank_items(trie: SIDTrie, sequences: torch.Tensor, scores: torch.Tensor, k: int) -> BeamResult:
+    """Map beams to items and keep the best ``k`` distinct items per user.
+
+    sequences: (B, beams, T) generated tokens; scores: (B, beams) -> BeamResult with (B, k) arrays.
+    Filler beams (score below FILLER_SCORE) are dropped; finished beams that end on no SID are counted
+    in ``invalid``. Items of a colliding SID follow each other, lowest id first (module docstring)."""
+    batch, beams, width = sequences.shape
+    nodes = trie.end_nodes(sequences.reshape(-1, width).to(trie.device)).reshape(batch, beams).cpu().numpy()
+    scores = scores.float().cpu().numpy().astype(np.float64)
+    real = scores > FILLER_SCORE
+    invalid = (real & (nodes == trie.dead)).sum(axis=1).astype(np.int64)
+    offsets, all_items = trie.item_offsets.cpu().numpy(), trie.items.cpu().numpy()
+    items = np.full((batch, k), -1, dtype=np.int64)
+    item_scores = np.full((batch, k), -np.inf)
+    for b in range(batch):  # per user, after decoding: expands each user's ranked SIDs into items
+        keep = np.flatnonzero(real[b] & (nodes[b] != trie.dead))
+        keep = keep[np.argsort(-scores[b, keep], kind="stable")]
+        _, first = np.unique(nodes[b, keep], return_index=True)  # one entry per SID (beams are distinct)
+        keep = keep[np.sort(first)]
+        starts, counts = offsets[nodes[b, keep]], np.diff(offsets)[nodes[b, keep]]
+        flat = np.repeat(starts, counts) + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        ranked, ranked_scores = all_items[flat][:k], np.repeat(scores[b, keep], counts)[:k]
+        items[b, :len(ranked)] = ranked
+        item_scores[b, :len(ranked)] = ranked_scores
+    return BeamResult(items=items, scores=item_scores, invalid=invalid)
+
+
+def special_ids(tokenizer) -> tuple[int, int]:
+    """(eos_id, pad_id) of a tokenizer; pad falls back to EOS."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has no EOS token; the model must end a SID with it")
+    pad = tokenizer.pad_token_id
+    return int(eos), int(eos if pad is None else pad)
+
+
+def encode_prompts(tokenizer, prompts: Sequence[str] | Sequence[Sequence[int]]) -> list[list[int]]:
+    """Strings are tokenized (no special tokens added); token id lists pass through."""
+    return [tokenizer(p, add_special_tokens=False)["input_ids"] if isinstance(p, str) else list(p) for p in prompts]
+
+
+def constrained_beam_search(model, tokenizer, prompts: Sequence[str] | Sequence[Sequence[int]], trie: SIDTrie,
+                            num_beams: int = 50, k: int = 50, batch_size: int = 16) -> BeamResult:
+    """Top-``k`` distinct valid items per prompt by constrained beam search, ``batch_size`` prompts per
+    ``generate`` call (prompts are batched in the given order, so results do not depend on who calls)."""
+    if not 1 <= k <= num_beams:
+        raise ValueError(f"k={k} must lie in 1..num_beams ({num_beams}): each beam yields one SID")
+    eos, pad = special_ids(tokenizer)
+    if eos != trie.eos_id:
+        raise ValueError(f"the trie ends SIDs with token {trie.eos_id} but the tokenizer's EOS is {eos}")
+    ids = encode_prompts(tokenizer, prompts)
+    device = next(model.parameters()).device
+    trie = trie.to(device)
+    parts = []
+    for start in range(0, len(ids), batch_size):
+        input_ids, mask = pad_prompts(ids[start:start + batch_size], pad)
+        seqs, scores = generate_beams(model, input_ids, mask, num_beams, trie.max_depth + 1, eos, pad,
+                                      TrieLogitsProcessor(trie, input_ids.shape[1]))
+        parts.append(rank_items(trie, seqs, scores, k))
+    return BeamResult(items=np.concatenate([p.items for p in parts]),
+                      scores=np.concatenate([p.scores for p in parts]),
+                      invalid=np.concatenate([p.invalid for p in parts]))
+
+
+def constrained_topk(model, tokenizer, prompts: Sequence[str] | Sequence[Sequence[int]], trie: SIDTrie,
+                     num_beams: int = 50, k: int = 50, batch_size: int = 16) -> list[list[int]]:
+    """Item ids per prompt, best first (at most ``k``; fewer only when the catalogue is smaller)."""
+    result = constrained_beam_search(model, tokenizer, prompts, trie, num_beams, k, batch_size)
+    return [[int(i) for i in row if i >= 0] for row in result.items]

@@ -1,0 +1,104 @@
+"""Constrained beam search returns valid, distinct items ranked by the model's sequence log-probability."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ray_rec.eval.beam import TrieLogitsProcessor, constrained_beam_search, constrained_topk
+from ray_rec.eval.tiny_lm import tiny_lm
+from ray_rec.sid.tokens import render_sid
+from ray_rec.sid.trie import SIDTrie
+
+torch.set_num_threads(1)
+SIZES = [4, 4, 4, 4]
+MODEL, TOK = tiny_lm(SIZES, hidden=32, layers=2, seed=3)
+
+
+def prompt_ids(rng: np.random.Generator, n_items: int = 3) -> list[int]:
+    history = [render_sid(rng.integers(0, 4, size=3)) for _ in range(n_items)]
+    return TOK("user bought " + " ".join(history) + " next item is :", add_special_tokens=False)["input_ids"]
+
+
+@torch.no_grad()
+def exhaustive_scores(prompt: list[int], catalogue: list[list[int]]) -> list[float]:
+    """log P(SID tokens, EOS | prompt) for every item, by teacher forcing (no search)."""
+    out = []
+    for codes in catalogue:
+        sid = TOK(render_sid(codes), add_special_tokens=False)["input_ids"] + [TOK.eos_token_id]
+        ids = torch.tensor([prompt + sid])
+        logp = torch.log_softmax(MODEL(ids).logits[0].float(), dim=-1)
+        out.append(sum(float(logp[len(prompt) - 1 + i, t]) for i, t in enumerate(sid)))
+    return out
+
+
+catalogues = st.lists(st.lists(st.integers(0, 3), min_size=1, max_size=4), min_size=1, max_size=15)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(catalogue=catalogues, num_beams=st.integers(2, 12), seed=st.integers(0, 2**16))
+def test_decoder_emits_only_valid_distinct_items_ranked_by_score(catalogue, num_beams, seed):
+    rng = np.random.default_rng(seed)
+    item_ids = rng.permutation(1000)[:len(catalogue)]
+    trie = SIDTrie.from_tokenizer(catalogue, TOK, item_ids=item_ids)
+    prompts = [prompt_ids(rng, n) for n in (1, 3, 2)]  # different lengths: left padding in one batch
+    k = min(num_beams, 5)
+    result = constrained_beam_search(MODEL, TOK, prompts, trie, num_beams=num_beams, k=k, batch_size=2)
+    assert result.invalid.tolist() == [0, 0, 0]
+    n_distinct = len({tuple(c) for c in catalogue})
+    for row, scores in zip(result.items, result.scores, strict=True):
+        found = row[row >= 0]
+        assert set(found.tolist()) <= set(item_ids.tolist())  # every generation is a real item
+        assert len(set(found.tolist())) == len(found)  # and no item twice
+        assert len(found) == min(k, len(catalogue)) or n_distinct > num_beams  # all beams used up
+        assert np.all(np.diff(scores[row >= 0]) <= 0)  # ranked by beam score
+
+
+def test_beams_with_room_for_the_whole_catalogue_find_the_exact_ranking():
+    rng = np.random.default_rng(0)
+    # variable length with a de-duplication level: items 0 and 1 collided on (1, 2, 3)
+    catalogue = [[1, 2, 3, 0], [1, 2, 3, 1], [0, 1, 2], [3, 3, 3], [2, 0, 1], [2, 0, 3], [0, 0, 0], [1, 1]]
+    trie = SIDTrie.from_tokenizer(catalogue, TOK)
+    prompt = prompt_ids(rng)
+    # num_beams >= the catalogue size keeps every prefix alive: beam search is then exhaustive
+    result = constrained_beam_search(MODEL, TOK, [prompt], trie, num_beams=len(catalogue), k=len(catalogue))
+    exact = np.array(exhaustive_scores(prompt, catalogue))
+    assert result.items[0].tolist() == np.argsort(-exact, kind="stable").tolist()
+    np.testing.assert_allclose(result.scores[0], np.sort(exact)[::-1], atol=1e-4)
+
+
+def test_colliding_sids_yield_every_item_lowest_id_first():
+    rng = np.random.default_rng(1)
+    catalogue = [[0, 1, 2], [3, 3, 3], [0, 1, 2], [2, 2, 2]]  # items 0 and 2 share a SID
+    trie = SIDTrie.from_tokenizer(catalogue, TOK, item_ids=[7, 5, 3, 9])
+    prompt = prompt_ids(rng)
+    result = constrained_beam_search(MODEL, TOK, [prompt], trie, num_beams=3, k=3)
+    exact = exhaustive_scores(prompt, [[0, 1, 2], [3, 3, 3], [2, 2, 2]])
+    by_sid = {0: [3, 7], 1: [5], 2: [9]}
+    expected = [i for s in np.argsort(exact)[::-1] for i in by_sid[int(s)]][:3]
+    assert result.items[0].tolist() == expected
+
+
+def test_processor_is_stateless_and_masks_all_beams_at_once():
+    trie = SIDTrie.from_tokenizer([[0, 1], [0, 2], [3, 0]], TOK)
+    prompt_len = 4
+    a0, b1, eos = (TOK.convert_tokens_to_ids(t) for t in ("<a_0>", "<b_1>", "[EOS]"))
+    ids = torch.tensor([[5, 5, 5, 5], [5, 5, 5, 5]])
+    beams = torch.cat([ids, torch.tensor([[a0], [b1]])], dim=1)  # a valid prefix, and a dead one
+    proc = TrieLogitsProcessor(trie, prompt_len)
+    scores = torch.zeros(2, len(TOK))
+    first, second = proc(beams, scores.clone()), proc(beams, scores.clone())
+    assert torch.equal(first, second)
+    allowed = [set(torch.nonzero(torch.isfinite(r)).flatten().tolist()) for r in first]
+    assert allowed == [{TOK.convert_tokens_to_ids("<b_1>"), TOK.convert_tokens_to_ids("<b_2>")}, {eos}]
+
+
+def test_topk_accepts_text_prompts_and_refuses_k_above_beams():
+    trie = SIDTrie.from_tokenizer([[0, 1, 2], [1, 2, 3], [2, 3, 0]], TOK)
+    top = constrained_topk(MODEL, TOK, ["user bought <a_0> <b_1> <c_2>", "user"], trie, num_beams=4, k=2)
+    assert [len(t) for t in top] == [2, 2] and all(set(t) <= {0, 1, 2} for t in top)
+    with pytest.raises(ValueError, match="num_beams"):
+        constrained_topk(MODEL, TOK, ["user"], trie, num_beams=2, k=3)
