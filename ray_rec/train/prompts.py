@@ -66,14 +66,20 @@ def title_response(title: str) -> str:
 
 
 def sid_to_title_prompt(codes: Sequence[int]) -> str:
-    """>>> sid_to_title_prompt([1, 2])
-    'Title of item <a_1><b_2>:'"""
+    """SID -> title prompt.
+
+    >>> sid_to_title_prompt([1, 2])
+    'Title of item <a_1><b_2>:'
+    """
     return SID_TITLE_HEAD + render_sid(codes) + ":"
 
 
 def title_to_sid_prompt(title: str) -> str:
-    """>>> title_to_sid_prompt('Blue tape')
-    'Semantic ID of the item titled "Blue tape":'"""
+    """Title -> SID prompt.
+
+    >>> title_to_sid_prompt('Blue tape')
+    'Semantic ID of the item titled "Blue tape":'
+    """
     return TITLE_SID_HEAD + quote(title) + ":"
 
 
@@ -83,8 +89,11 @@ def sid_history_title_prompt(history_codes: Sequence[Sequence[int]]) -> str:
 
 
 def title_history(titles: Sequence[str]) -> str:
-    """>>> title_history(['A', 'B c'])
-    'Items the user bought, oldest first: "A"; "B c"'"""
+    """A history written as quoted titles, oldest first.
+
+    >>> title_history(['A', 'B c'])
+    'Items the user bought, oldest first: "A"; "B c"'
+    """
     return HISTORY_HEAD + " " + TITLE_SEP.join(quote(t) for t in titles)
 
 
