@@ -19,7 +19,9 @@ T = TypeVar("T")
 
 # group name -> module with register(subparsers)
 GROUPS = {
+    "baseline": "ray_rec.baseline.cli",
     "toy": "ray_rec.toy.cli",
+    "evaluate": "ray_rec.eval.cli",
 }
 
 

@@ -1,0 +1,45 @@
+"""``ray-rec evaluate``: constrained beam-search evaluation of an SFT checkpoint on one split.
+
+    ray-rec evaluate --run runs/demo --split test
+    ray-rec evaluate --checkpoint runs/demo/sft/model --run runs/demo --split valid --set num_actors=4
+    ray-rec evaluate --config jobs/configs/evaluate.yaml --set device=cuda
+
+Only argparse and the config are imported here, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ray_rec.cli import add_config_args, config_from_args
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="HR@K / NDCG@K of a generative model by constrained beam search on Ray",
+        description="Score a checkpoint on a split with constrained beam search (Ray Data actor pool); "
+                    "writes <run>/eval/<name>/<split>/metrics.{json,md} and predictions.parquet.")
+    parser.add_argument("--run", help="run folder (default from the config: runs/default)")
+    parser.add_argument("--checkpoint", help="Hugging Face model folder (default <run>/sft/model)")
+    parser.add_argument("--split", choices=["train", "valid", "test"], help="split to score (default test)")
+    parser.add_argument("--name", help="results name: <run>/eval/<name>/ (default sft)")
+    parser.add_argument("--num-actors", type=int, dest="num_actors", help="Ray actors (default 2)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="cpu, or cuda (one GPU per actor)")
+    add_config_args(parser)
+    parser.set_defaults(func=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ray_rec.eval.config import EvalConfig
+
+    flags = {k: getattr(args, k) for k in ("run", "checkpoint", "split", "name", "num_actors", "device")}
+    cfg = config_from_args(EvalConfig, args, base=flags)
+
+    from ray_rec.eval.evaluate import run_evaluate
+
+    result = run_evaluate(cfg)
+    keys = [f"{m}@{k}" for k in cfg.ks for m in ("hr", "ndcg")]
+    print(f"{cfg.name} on {cfg.split}: {result['users']} users, CC={result['cc']}")
+    for key in keys:
+        print(f"  {key:>8} {result[key]:.4f}")
+    return 0

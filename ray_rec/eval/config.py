@@ -1,0 +1,52 @@
+"""EvalConfig: what ``ray-rec evaluate`` scores, with which beams, on how many Ray actors.
+
+Loaded like every stage config (``jobs/configs/evaluate.yaml`` plus ``--set key=value``)::
+
+    ray-rec evaluate --run runs/demo --split test --set num_actors=4
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ray_rec.config import ConfigError, option
+
+ALL_KS = [1, 3, 5, 10, 20, 50]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Constrained beam-search evaluation of a generative recommender on one split."""
+
+    run: str = option("runs/default", help="run folder holding data/, sid/<method>/ and sft/model")
+    checkpoint: str = option("", help="Hugging Face model folder to evaluate; empty = <run>/sft/model")
+    sid_method: str = option("rqkmeans", help="which <run>/sid/<method>/codes.parquet gives the items' SIDs")
+    split: Literal["train", "valid", "test"] = option("test", help="samples_<split>.parquet to score")
+    name: str = option("sft", help="results go to <run>/eval/<name>/<split>/")
+    num_beams: int = option(50, help="beam width of the constrained beam search (MiniOneRec uses 50)")
+    top_k: int = option(50, help="items kept per user (at most num_beams); the largest K of the metrics")
+    ks: list[int] = option(ALL_KS, help="cut-offs K of HR@K and NDCG@K")
+    batch_size: int = option(16, help="users per generate() call and per Ray Data batch")
+    num_actors: int = option(2, help="Ray actors, each loading the checkpoint once")
+    device: Literal["cpu", "cuda"] = option("cpu", help="cpu, or cuda for one GPU per actor")
+    cpus_per_actor: float = option(1.0, help="CPUs Ray reserves per actor")
+    threads_per_actor: int = option(1, help="torch threads per actor (1 avoids thrashing on small machines)")
+    max_users: int = option(0, help="score only the first N samples (0 = all); for smoke runs")
+
+    def __post_init__(self) -> None:
+        if self.num_beams < 1:
+            raise ConfigError(f"num_beams must be >= 1, got {self.num_beams}")
+        if not 1 <= self.top_k <= self.num_beams:
+            raise ConfigError(f"top_k={self.top_k} must lie in 1..num_beams ({self.num_beams}): "
+                              "each beam yields one SID; raise num_beams or lower top_k")
+        if not self.ks or min(self.ks) < 1 or max(self.ks) > self.top_k:
+            raise ConfigError(f"ks={list(self.ks)} must be positive and at most top_k ({self.top_k}); "
+                              "raise top_k (and num_beams) or drop the larger K")
+        for name in ("batch_size", "num_actors", "threads_per_actor"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.cpus_per_actor <= 0:
+            raise ConfigError(f"cpus_per_actor must be positive, got {self.cpus_per_actor}")
+        if self.max_users < 0:
+            raise ConfigError(f"max_users must be >= 0 (0 = all), got {self.max_users}")

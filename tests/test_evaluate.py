@@ -1,0 +1,82 @@
+"""Evaluation: hand-computed metrics, identical results on 1 and 2 Ray actors, clear errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from ray_rec.data.schema import CODES, SAMPLES
+from ray_rec.errors import InputError
+from ray_rec.eval.config import EvalConfig
+from ray_rec.eval.evaluate import PREDICTIONS, run_evaluate, score
+from ray_rec.eval.tiny_lm import save_tiny_lm
+from ray_rec.io import write_parquet
+from ray_rec.paths import RunPaths
+
+
+def test_metrics_equal_hand_computed_values():
+    # targets at rank 0, rank 2, missing, rank 4 (after a -1 slot that is no item)
+    table = pa.table({
+        "row": [0, 1, 2, 3], "user_id": [10, 11, 12, 13], "target": [5, 7, 9, 4],
+        "items": [[5, 1, 2, 3, 0], [1, 2, 7, 3, 0], [1, 2, 3, 4, 5], [1, 2, 3, -1, 4]],
+        "scores": [[-1.0] * 5] * 4, "invalid": [0, 0, 2, 1],
+    }, schema=PREDICTIONS)
+    m = score(table, [1, 3, 5])
+    assert m["hr@1"] == pytest.approx(1 / 4)
+    assert m["hr@3"] == pytest.approx(2 / 4)
+    assert m["hr@5"] == pytest.approx(3 / 4)
+    assert m["ndcg@1"] == pytest.approx(1 / 4)
+    assert m["ndcg@3"] == pytest.approx((1 + 1 / math.log2(4)) / 4)
+    assert m["ndcg@5"] == pytest.approx((1 + 1 / math.log2(4) + 1 / math.log2(6)) / 4)
+    assert m["cc"] == 3 and m["users"] == 4
+
+
+def make_run(root, n_items: int = 40, n_users: int = 20, seed: int = 0) -> RunPaths:
+    """A run folder with random 3-level SIDs, test samples and a tiny random model."""
+    rng = np.random.default_rng(seed)
+    paths = RunPaths(root)
+    codes = np.unique(rng.integers(0, 8, size=(3 * n_items, 3)), axis=0)[:n_items]
+    write_parquet(pa.table({"item_id": np.arange(n_items), "codes": codes.tolist()}), paths.codes("rqkmeans"), CODES)
+    histories = [rng.integers(0, n_items, size=rng.integers(1, 6)).tolist() for _ in range(n_users)]
+    write_parquet(pa.table({"user_id": np.arange(n_users), "history": histories,
+                            "target": rng.integers(0, n_items, size=n_users)}), paths.samples("test"), SAMPLES)
+    save_tiny_lm(paths.sft_model, [8, 8, 8], seed=seed)
+    return paths
+
+
+def test_one_and_two_actors_give_identical_metrics(tmp_path, ray_start_2_cpus):
+    paths = make_run(tmp_path / "run")
+    base = dict(run=str(paths.root), num_beams=10, top_k=10, ks=[1, 3, 5, 10], batch_size=4)
+    one = run_evaluate(EvalConfig(name="one", num_actors=1, **base))
+    two = run_evaluate(EvalConfig(name="two", num_actors=2, **base))
+    keys = [f"{m}@{k}" for k in (1, 3, 5, 10) for m in ("hr", "ndcg")]
+    assert {k: one[k] for k in keys} == {k: two[k] for k in keys}
+    assert one["cc"] == two["cc"] == 0 and one["users"] == 20
+    preds = [pa.parquet.read_table(paths.eval_dir(n) / "test" / "predictions.parquet") for n in ("one", "two")]
+    assert preds[0].equals(preds[1])
+    items = np.array(preds[0].column("items").to_pylist())
+    assert items.shape == (20, 10) and items.min() >= 0 and items.max() < 40  # every slot a real item
+    assert all(len(set(row)) == len(row) for row in items.tolist())
+    saved = json.loads((paths.eval_dir("one") / "test" / "metrics.json").read_text())
+    assert saved["hr@10"] == one["hr@10"]
+    assert "| one |" in (paths.eval_dir("one") / "test" / "metrics.md").read_text()
+    # a finished evaluation with the same config is not redone, whatever the actor count
+    again = run_evaluate(EvalConfig(name="one", num_actors=2, **base))
+    assert again["hr@10"] == one["hr@10"] and again["seconds"] == one["seconds"]
+
+
+def test_bad_input_names_file_line_and_field(tmp_path):
+    paths = make_run(tmp_path / "run", n_items=10, n_users=3)
+    write_parquet(pa.table({"user_id": [0, 1], "history": [[1, 2], [3, 99]], "target": [4, 5]}),
+                  paths.samples("test"), SAMPLES)
+    with pytest.raises(InputError, match=r"samples_test.parquet:2: field 'history': item 99 has no SID"):
+        run_evaluate(EvalConfig(run=str(paths.root), num_beams=5, top_k=5, ks=[1, 5]))
+    with pytest.raises(InputError, match="no Hugging Face model"):
+        run_evaluate(EvalConfig(run=str(paths.root), checkpoint=str(tmp_path / "nowhere"), num_beams=5, top_k=5,
+                                ks=[1, 5]))
+    with pytest.raises(InputError, match="top_k"):
+        EvalConfig(num_beams=5, top_k=10)
