@@ -91,3 +91,11 @@ class RunPaths:
     @property
     def toy_dir(self) -> Path:
         return self.root / "toy"
+
+    def toy_train_dir(self, name: str) -> Path:
+        """Ray Train run ``name`` of the toy model: checkpoints, metrics.json, history.json, curves.png."""
+        return self.toy_dir / "train" / name
+
+    def toy_tune_dir(self, name: str) -> Path:
+        """Tune sweep ``name``: trials, best_config.yaml, results.csv/.md, trials.png."""
+        return self.toy_dir / "tune" / name
