@@ -64,7 +64,7 @@ def register(subparsers: Any) -> None:
     data.add_argument("--out", required=True, help="JSONL file to write")
     data.add_argument("--num-users", type=int, default=1000, help="distinct simulated users")
     data.add_argument("--num-items", type=int, default=200, help="catalogue size (ids 1..N)")
-    data.add_argument("--max-len", type=int, default=50, help="longest sequence")
+    data.add_argument("--max-len", type=int, default=50, help="longest sequence (at least 3)")
     data.add_argument("--n", type=int, default=None,
                       help="sequences (lines) to write; user i %% num-users owns line i (default: num-users)")
     data.add_argument("--seed", type=int, default=0, help="generator seed")
@@ -117,8 +117,8 @@ def _data(args: argparse.Namespace) -> int:
     from ray_rec.toy.config import ToyDataConfig
     from ray_rec.toy.data import make_toy_sequences, write_jsonl
 
-    cfg = ToyDataConfig(num_users=args.num_users, num_items=args.num_items, max_len=args.max_len,
-                        min_len=min(5, args.max_len))
+    cfg = ToyDataConfig(num_users=args.num_users, num_items=args.num_items, max_seq_len=args.max_len,
+                        min_seq_len=min(5, args.max_len))
     n = args.n if args.n is not None else args.num_users
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")

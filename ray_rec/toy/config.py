@@ -26,7 +26,8 @@ class ToyDataConfig:
     num_items: int = option(200, help="catalogue size; item ids are 1..num_items, 0 is padding")
     num_users: int = option(1000, help="users the toy generator simulates (dataset=toy)")
     max_len: int = option(50, help="histories keep their last max_len items and are padded to this length")
-    min_len: int = option(5, help="shortest toy sequence (>= 3: one train, one valid, one test target)")
+    min_seq_len: int = option(5, help="toy generator: shortest sequence (>= 3: one train, one valid, one test target)")
+    max_seq_len: int = option(50, help="toy generator: longest sequence (independent of max_len, so sweeping max_len keeps the data)")
     group_size: int = option(10, help="toy generator: items per interest group; a user mostly browses one group")
     follow_prob: float = option(0.6, help="toy generator: chance the next item is the successor of the last one in its group")
     noise_prob: float = option(0.1, help="toy generator: chance the next item is uniform over the whole catalogue")
@@ -40,8 +41,9 @@ class ToyDataConfig:
             raise ConfigError(f"data.num_users must be >= 1, got {self.num_users}")
         if self.max_len < 1:
             raise ConfigError(f"data.max_len must be >= 1, got {self.max_len}")
-        if not 3 <= self.min_len:
-            raise ConfigError(f"data.min_len must be >= 3 (train, valid and test targets), got {self.min_len}")
+        if not 3 <= self.min_seq_len <= self.max_seq_len:
+            raise ConfigError(f"data.min_seq_len must be >= 3 (train, valid and test targets) and <= data.max_seq_len, "
+                              f"got {self.min_seq_len} and {self.max_seq_len}")
         if not 1 <= self.group_size <= self.num_items:
             raise ConfigError(f"data.group_size must lie in 1..num_items ({self.num_items}), got {self.group_size}")
         if not (0 <= self.follow_prob <= 1 and 0 <= self.noise_prob <= 1 and self.follow_prob + self.noise_prob <= 1):

@@ -36,12 +36,11 @@ def make_toy_sequences(cfg: ToyDataConfig, seed: int = 0, n: int | None = None) 
     # Zipf-like group popularity so that "most popular" is a real (but weak) baseline.
     weights = 1.0 / np.arange(1, num_groups + 1) ** 0.8
     user_group = rng.choice(num_groups, size=cfg.num_users, p=weights / weights.sum())
-    hi = max(cfg.min_len, cfg.max_len)
     seqs = []
     for i in range(n):
         g = user_group[i % cfg.num_users]
         lo_id, size = g * cfg.group_size, cfg.group_size
-        length = int(rng.integers(cfg.min_len, hi + 1))
+        length = int(rng.integers(cfg.min_seq_len, cfg.max_seq_len + 1))
         cur = lo_id + int(rng.integers(size))  # 0-based item index
         seq = [cur]
         for _ in range(length - 1):
