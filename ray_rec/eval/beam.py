@@ -49,8 +49,12 @@ class TrieLogitsProcessor(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         """input_ids (B*beams, prompt_len + t), scores (B*beams, V) -> scores with -inf off the trie."""
         nodes = self.trie.walk(input_ids[:, self.prompt_len:])
-        allowed = self.trie.allowed_mask(nodes, scores.shape[-1])
-        return scores.masked_fill(~allowed, float("-inf"))
+        rows, tokens = self.trie.allowed_pairs(nodes)
+        # sparse copy of the allowed entries into a -inf tensor: one pass over (B, V) instead of
+        # building, negating and applying a dense mask (3x faster at 800 beams x 2,800 tokens)
+        out = torch.full_like(scores, float("-inf"))
+        out[rows, tokens] = scores[rows, tokens]
+        return out
 
 
 @dataclass(frozen=True)
@@ -75,23 +79,43 @@ def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Te
 
 
 @torch.no_grad()
+def prefill_prompts(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_beams: int):
+    """Key/value cache of every prompt but its last token, computed once per user and repeated for
+    its beams: (B, T) inputs -> a cache of batch B * num_beams and length T - 1.
+
+    ``generate`` would otherwise run the prompt through the model once per beam (50x the work); it
+    then only feeds the last prompt token. Positions follow ``generate``'s rule for left padding."""
+    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=input_ids[:, :-1], attention_mask=attention_mask[:, :-1],
+                position_ids=positions[:, :-1], use_cache=True, logits_to_keep=1)
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(num_beams)
+    return cache
+
+
+@torch.no_grad()
 def generate_beams(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_beams: int,
-                   max_new_tokens: int, eos_id: int, pad_id: int,
-                   processor: LogitsProcessor | None) -> tuple[torch.Tensor, torch.Tensor]:
+                   max_new_tokens: int, eos_id: int, pad_id: int, processor: LogitsProcessor | None,
+                   shared_prefill: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Beam search over ``model`` with an optional logits processor (None = unconstrained).
 
     input_ids, attention_mask: (B, T) left-padded -> sequences (B, num_beams, new) generated tokens
-    only (pad after EOS), scores (B, num_beams) summed log-probs, best first."""
+    only (pad after EOS), scores (B, num_beams) summed log-probs, best first. ``shared_prefill``
+    encodes each prompt once instead of once per beam (:func:`prefill_prompts`)."""
     device = next(model.parameters()).device
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    extra = {}
+    if shared_prefill and input_ids.shape[1] > 1:
+        extra["past_key_values"] = prefill_prompts(model, input_ids, attention_mask, num_beams)
     out = model.generate(
-        input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+        input_ids=input_ids, attention_mask=attention_mask,
         num_beams=num_beams, num_return_sequences=num_beams, do_sample=False,
         max_new_tokens=max_new_tokens, min_new_tokens=0, length_penalty=0.0, early_stopping="never",
         eos_token_id=eos_id, pad_token_id=pad_id, use_cache=True,
         logits_processor=LogitsProcessorList([processor] if processor is not None else []),
         output_scores=True, return_dict_in_generate=True,
         # a saved generation config may carry sampling knobs; beam search here is deterministic
-        temperature=None, top_k=None, top_p=None,
+        temperature=None, top_k=None, top_p=None, **extra,
     )
     batch = input_ids.shape[0]
     new = out.sequences[:, input_ids.shape[1]:].reshape(batch, num_beams, -1)
