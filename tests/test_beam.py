@@ -8,7 +8,13 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ray_rec.eval.beam import TrieLogitsProcessor, constrained_beam_search, constrained_topk
+from ray_rec.eval.beam import (
+    TrieLogitsProcessor,
+    constrained_beam_search,
+    constrained_topk,
+    generate_beams,
+    pad_prompts,
+)
 from ray_rec.eval.tiny_lm import tiny_lm
 from ray_rec.sid.tokens import render_sid
 from ray_rec.sid.trie import SIDTrie
@@ -102,3 +108,20 @@ def test_topk_accepts_text_prompts_and_refuses_k_above_beams():
     assert [len(t) for t in top] == [2, 2] and all(set(t) <= {0, 1, 2} for t in top)
     with pytest.raises(ValueError, match="num_beams"):
         constrained_topk(MODEL, TOK, ["user"], trie, num_beams=2, k=3)
+
+
+def test_batching_padding_and_shared_prefill_leave_results_unchanged():
+    rng = np.random.default_rng(2)
+    catalogue = rng.integers(0, 4, size=(30, 3)).tolist()
+    trie = SIDTrie.from_tokenizer(catalogue, TOK)
+    prompts = [prompt_ids(rng, n) for n in (1, 4, 2, 3)]
+    alone = constrained_beam_search(MODEL, TOK, prompts, trie, num_beams=8, k=8, batch_size=1)
+    batched = constrained_beam_search(MODEL, TOK, prompts, trie, num_beams=8, k=8, batch_size=4)
+    assert np.array_equal(alone.items, batched.items)
+    np.testing.assert_allclose(alone.scores, batched.scores, atol=1e-4)
+    # encoding each prompt once for its beams == letting generate() encode it once per beam
+    ids, mask = pad_prompts(prompts, TOK.pad_token_id)
+    runs = [generate_beams(MODEL, ids, mask, 8, trie.max_depth + 1, TOK.eos_token_id, TOK.pad_token_id,
+                           TrieLogitsProcessor(trie, ids.shape[1]), shared_prefill=shared) for shared in (True, False)]
+    assert torch.equal(runs[0][0], runs[1][0])
+    torch.testing.assert_close(runs[0][1], runs[1][1], atol=1e-4, rtol=0)
