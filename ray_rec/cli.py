@@ -19,6 +19,7 @@ T = TypeVar("T")
 
 # group name -> module with register(subparsers)
 GROUPS = {
+    "data": "ray_rec.data.cli",
     "baseline": "ray_rec.baseline.cli",
     "toy": "ray_rec.toy.cli",
     "evaluate": "ray_rec.eval.cli",
