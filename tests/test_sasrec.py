@@ -130,3 +130,14 @@ def test_sasrec_trains_on_two_ray_workers_and_beats_most_popular(tmp_path, ray_s
     assert again == pytest.approx(metrics["test"])
     # same config again: skipped, same results
     assert run_sasrec(cfg)["test"] == metrics["test"]
+
+
+def test_cli_reports_bad_config_in_one_line(capsys, tmp_path):
+    from ray_rec.cli import main
+
+    assert main(["baseline", "sasrec", "--run-dir", str(tmp_path), "--set", "heads=3"]) == 2
+    err = capsys.readouterr().err
+    assert "must divide" in err and err.count("\n") == 1
+    # a run folder without data is refused before Ray starts, naming the missing file
+    assert main(["baseline", "sasrec", "--run-dir", str(tmp_path)]) == 2
+    assert "items.parquet: missing" in capsys.readouterr().err
