@@ -58,6 +58,19 @@ def epoch_order(n: int, seed: int, epoch: int, rank: int, world_size: int) -> to
     return perm[: (n // world_size) * world_size][rank::world_size]
 
 
+def accumulation_sizes(batch_sizes: list[int], grad_accum: int) -> list[int]:
+    """For each micro-batch, the number of samples in its accumulation group.
+
+    >>> accumulation_sizes([4, 4, 4, 2], grad_accum=2)
+    [8, 8, 6, 6]
+    """
+    out = []
+    for start in range(0, len(batch_sizes), grad_accum):
+        group = batch_sizes[start:start + grad_accum]
+        out.extend([sum(group)] * len(group))
+    return out
+
+
 def rng_state(device: torch.device) -> dict[str, Any]:
     """Every RNG this process draws from, in a form ``torch.load(weights_only=True)`` accepts."""
     np_state = np.random.get_state()
@@ -165,6 +178,7 @@ def fit(cfg: ToyConfig, seqs: list[list[int]], session: Session) -> dict[str, An
     for epoch in range(start_epoch, tc.epochs):
         started = time.perf_counter()
         batches = epoch_order(len(train), cfg.seed, epoch, rank, world).split(tc.batch_size)
+        group_sizes = accumulation_sizes([len(b) for b in batches], tc.grad_accum)
         loss_sum, seen = 0.0, 0
         for i, index in enumerate(batches):
             ids, mask, labels = (t.to(device, non_blocking=True) for t in train.batch(index))
@@ -173,8 +187,10 @@ def fit(cfg: ToyConfig, seqs: list[list[int]], session: Session) -> dict[str, An
             with sync:
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=tc.amp):
                     logits = model(ids, mask)
-                loss = F.cross_entropy(logits.float(), labels)
-                scaler.scale(loss / tc.grad_accum).backward()
+                loss_total = F.cross_entropy(logits.float(), labels, reduction="sum")
+                # Dividing by the samples of the whole accumulation group makes N micro-batches of
+                # size b step exactly like one batch of N*b, also for a short last group.
+                scaler.scale(loss_total / group_sizes[i]).backward()
             if boundary:
                 if tc.grad_clip > 0:
                     scaler.unscale_(opt)
@@ -183,7 +199,7 @@ def fit(cfg: ToyConfig, seqs: list[list[int]], session: Session) -> dict[str, An
                 scaler.update()
                 opt.zero_grad(set_to_none=True)
                 step += 1
-            loss_sum += loss.item() * len(index)
+            loss_sum += loss_total.item()
             seen += len(index)
         seconds = time.perf_counter() - started
         losses = _gather((loss_sum, seen), world)
@@ -217,8 +233,8 @@ def fit(cfg: ToyConfig, seqs: list[list[int]], session: Session) -> dict[str, An
 class LocalSession:
     """One process, no Ray: checkpoints go to ``<folder>/checkpoint_<epoch>/`` (newest ``keep`` kept)."""
 
-    def __init__(self, folder: str | Path, device: str = "cpu", keep: int = 2, verbose: bool = True) -> None:
-        self.folder, self.keep, self.verbose = Path(folder), keep, verbose
+    def __init__(self, folder: str | Path, device: str = "cpu", keep: int = 2) -> None:
+        self.folder, self.keep = Path(folder), keep
         self.rank, self.world_size, self.device = 0, 1, torch.device(device)
         self.reports: list[dict[str, Any]] = []
 
