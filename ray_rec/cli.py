@@ -23,6 +23,7 @@ GROUPS = {
     "baseline": "ray_rec.baseline.cli",
     "toy": "ray_rec.toy.cli",
     "evaluate": "ray_rec.eval.cli",
+    "sft": "ray_rec.train.cli",
 }
 
 

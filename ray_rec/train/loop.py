@@ -1,0 +1,325 @@
+"""The SFT training loop that every Ray Train worker runs (``train_loop_per_worker``).
+
+Reads top to bottom: build or restore the model, wrap it (DeepSpeed ZeRO engine, or DDP), then for
+each optimizer step take this rank's slice of the global batch, accumulate gradients over
+micro-batches, step with a warm-up + cosine learning rate, and every ``train.eval_every`` steps
+measure the valid loss, report metrics with a Hugging Face-format checkpoint and maybe stop early.
+
+Data: the driver ships one :class:`ray_rec.train.tasks.Examples` pack through the object store; each
+epoch is a seeded permutation, so step ``s`` always sees the same examples and a restored run picks
+up exactly where its checkpoint left off. A checkpoint folder holds the HF model and tokenizer
+(rank 0), ``trainer_state.json`` (step, best valid loss, loss history), and the optimizer state
+(DeepSpeed: one shard per rank under ``deepspeed/``, merged by Ray into one folder; DDP:
+``optimizer.pt``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ray_rec.train.config import SFTConfig
+from ray_rec.train.tasks import IGNORE, Examples
+
+STATE_FILE = "trainer_state.json"
+
+
+# ---------------------------------------------------------------- small pure helpers
+
+def get_lr(step: int, total: int, lr: float, warmup: int, min_ratio: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine from ``lr`` to ``lr * min_ratio`` at ``total``.
+
+    >>> [round(get_lr(s, 10, 1.0, 2, 0.0), 3) for s in (0, 1, 2, 6, 10)]
+    [0.5, 1.0, 1.0, 0.5, 0.0]
+    """
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def steps_per_epoch(n_examples: int, global_batch: int) -> int:
+    """Full global batches per epoch (the last partial batch is dropped)."""
+    return n_examples // global_batch
+
+
+def rank_indices(step: int, n: int, cfg: SFTConfig, rank: int) -> np.ndarray:
+    """Example indices (per_worker,) of ``rank`` at optimizer ``step``: a slice of a seeded epoch permutation."""
+    g = cfg.train.global_batch_size
+    per_epoch = steps_per_epoch(n, g)
+    epoch, pos = divmod(step, per_epoch)
+    order = np.random.default_rng((cfg.train.seed, epoch)).permutation(n)
+    batch = order[pos * g:(pos + 1) * g]
+    per_worker = g // cfg.scaling.num_workers
+    return batch[rank * per_worker:(rank + 1) * per_worker]
+
+
+def collate(examples: Examples, indices, pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad examples: input_ids, attention_mask, labels, each (B, T_max) int64."""
+    rows = [examples.get(int(i)) for i in indices]
+    width = max(len(ids) for ids, _ in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.int64)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.int64)
+    mask = torch.zeros((len(rows), width), dtype=torch.int64)
+    for r, (x, y) in enumerate(rows):
+        ids[r, :len(x)], labels[r, :len(y)], mask[r, :len(x)] = torch.as_tensor(x), torch.as_tensor(y), 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def summed_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of next-token cross-entropy over labelled positions, their count) of one batch."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"][:, 1:]
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                                             labels.reshape(-1), ignore_index=IGNORE, reduction="sum")
+    return loss, (labels != IGNORE).sum()
+
+
+def param_groups(model, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: decay on trainable matrices except embeddings/head; none on norms, biases, embeddings."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        embedding = "embed" in name or "lm_head" in name
+        (decay if p.ndim >= 2 and not embedding else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak resident memory of this process (CPU) or peak allocated GPU memory, in MiB."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------- backends
+
+class Backend:
+    """One optimizer step = ``forward_backward`` on each micro-batch, then ``step``."""
+
+    def __init__(self, model, cfg: SFTConfig, device: torch.device):
+        from ray_rec.train.deepspeed_config import deepspeed_config, use_bf16
+
+        self.cfg, self.device, self.kind = cfg, device, cfg.train.backend
+        optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr,
+                                      betas=(0.9, 0.95))
+        self.autocast = use_bf16(cfg) and self.kind == "ddp"
+        if self.kind == "deepspeed":
+            import deepspeed
+
+            self.engine, self.optimizer, _, _ = deepspeed.initialize(
+                model=model, optimizer=optimizer, config=deepspeed_config(cfg))
+            self.module, self.wrapped = self.engine.module, self.engine
+        else:
+            from torch.nn.parallel import DistributedDataParallel
+
+            model.to(device)
+            ddp = torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
+            self.wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+                if ddp else model
+            self.module, self.optimizer = model, optimizer
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def forward_backward(self, batch: dict[str, torch.Tensor], last: bool) -> float:
+        """Mean token loss of a micro-batch; gradients accumulate (scaled by 1 / grad_accum)."""
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        if self.kind == "deepspeed":
+            loss = self.engine(**batch).loss
+            self.engine.backward(loss)  # scales by 1 / gradient_accumulation_steps
+            self.engine.step()          # a no-op except at the accumulation boundary
+            return loss.item()
+        sync = contextlib.nullcontext() if last or self.wrapped is self.module else self.wrapped.no_sync()
+        with sync, torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
+            loss = self.wrapped(**batch).loss
+            (loss / self.cfg.grad_accum).backward()
+        return loss.item()
+
+    def step(self) -> None:
+        if self.kind == "deepspeed":
+            return  # engine.step() ran at the boundary (clipping included)
+        if self.cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.train.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def train(self, mode: bool = True) -> None:
+        self.wrapped.train(mode)
+
+    def save_optimizer(self, folder: Path, rank: int) -> None:
+        if self.kind == "deepspeed":
+            self.engine.save_checkpoint(str(folder / "deepspeed"), tag="state")  # every rank: its shard
+        elif rank == 0:
+            torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+
+    def load_optimizer(self, folder: Path) -> None:
+        if self.kind == "deepspeed":
+            self.engine.load_checkpoint(str(folder / "deepspeed"), tag="state", load_lr_scheduler_states=False)
+        else:
+            self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+
+
+# ---------------------------------------------------------------- evaluation and checkpoints
+
+@torch.no_grad()
+def valid_loss(backend: Backend, valid: Examples, cfg: SFTConfig, rank: int, world: int, pad_id: int) -> float:
+    """Mean token loss of the valid examples, each rank scoring every world-th one, summed over ranks."""
+    backend.train(False)
+    total = torch.zeros(2, dtype=torch.float64)
+    mine = np.arange(rank, len(valid), world)
+    for s in range(0, len(mine), cfg.train.micro_batch_size):
+        batch = {k: v.to(backend.device) for k, v in collate(valid, mine[s:s + cfg.train.micro_batch_size],
+                                                             pad_id).items()}
+        with torch.autocast(backend.device.type, torch.bfloat16, enabled=backend.autocast):
+            loss, count = summed_loss(backend.wrapped, batch)
+        total += torch.stack([loss.double().cpu(), count.double().cpu()])
+    if world > 1:
+        total = total.to(backend.device)
+        torch.distributed.all_reduce(total)
+    backend.train(True)
+    return float(total[0] / total[1].clamp(min=1))
+
+
+def save_checkpoint(backend: Backend, tokenizer, state: dict, rank: int) -> tempfile.TemporaryDirectory:
+    """Write this rank's part of a checkpoint into a temporary folder (kept alive by the return value)."""
+    from ray_rec.train.model import save_sft_model
+
+    tmp = tempfile.TemporaryDirectory(prefix="ray_rec_sft_ckpt_")
+    folder = Path(tmp.name)
+    if rank == 0:
+        save_sft_model(backend.module, tokenizer, folder)
+        (folder / STATE_FILE).write_text(json.dumps(state) + "\n")
+    backend.save_optimizer(folder, rank)
+    return tmp
+
+
+@torch.no_grad()
+def probe_logits(model, examples: Examples) -> list[float]:
+    """Next-token logits (V,) after example 0's prompt: lets a reloaded checkpoint prove it is the same model."""
+    ids, labels = examples.get(0)
+    prompt_len = int(np.argmax(labels != IGNORE)) if (labels != IGNORE).any() else len(ids)
+    was_training = model.training
+    model.eval()
+    logits = model(input_ids=torch.as_tensor(ids[:prompt_len], dtype=torch.int64)[None].to(model.device)).logits
+    model.train(was_training)
+    return logits[0, -1].float().cpu().tolist()
+
+
+def log(text: str) -> None:
+    """One progress line (sys.stdout.write: Ray Train's patched print would show it twice)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def maybe_crash(cfg: SFTConfig, step: int, rank: int, marker: str) -> None:
+    """Fault injection for tests: worker ``crash_rank`` dies at ``crash_at_step``, the first time only."""
+    if step == cfg.train.crash_at_step and rank == cfg.train.crash_rank and marker and not os.path.exists(marker):
+        Path(marker).parent.mkdir(parents=True, exist_ok=True)
+        Path(marker).write_text(f"worker {rank} exited at step {step}\n")
+        os._exit(1)
+
+
+# ---------------------------------------------------------------- the loop
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """Ray Train entry point. ``loop_config``: cfg (SFTConfig), data (ObjectRef of a dict with tokenizer,
+    train and valid Examples, first_new_id), crash_marker (path or '')."""
+    import ray
+    import ray.train
+
+    from ray_rec.runtime import set_threads
+    from ray_rec.train.model import build_model, freeze_base
+
+    cfg: SFTConfig = loop_config["cfg"]
+    set_threads(cfg.scaling.threads_per_worker)
+    data = ray.get(loop_config["data"])
+    tokenizer, train, valid = data["tokenizer"], data["train"], data["valid"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    pad_id = int(tokenizer.pad_token_id)
+
+    # restore or build
+    checkpoint = ray.train.get_checkpoint()
+    state = {"step": 0, "best_valid": None, "bad_evals": 0, "stopped": False, "train": [], "valid": []}
+    restored = checkpoint.to_directory() if checkpoint else None
+    if restored:
+        from transformers import AutoModelForCausalLM
+
+        state = json.loads((Path(restored) / STATE_FILE).read_text())
+        model = AutoModelForCausalLM.from_pretrained(restored, dtype=torch.float32)
+    else:
+        model = build_model(cfg.model, tokenizer, seed=cfg.train.seed)
+    if cfg.model.freeze_base:
+        freeze_base(model, data["first_new_id"])
+    backend = Backend(model, cfg, device)
+    if restored:
+        backend.load_optimizer(Path(restored))
+    per_epoch = steps_per_epoch(len(train), cfg.train.global_batch_size)
+    total = math.ceil(cfg.train.epochs * per_epoch)
+    total = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
+    if state["stopped"] or state["step"] >= total:
+        return  # a finished run started again: nothing left to do
+    micro = cfg.train.micro_batch_size
+    tokens, started, window = 0, time.perf_counter(), []
+    backend.train(True)
+    step = state["step"]
+    while step < total:
+        maybe_crash(cfg, step, rank, loop_config.get("crash_marker", ""))
+        backend.set_lr(get_lr(step, total, cfg.train.lr, cfg.train.warmup_steps, cfg.train.min_lr_ratio))
+        mine = rank_indices(step, len(train), cfg, rank)
+        losses = []
+        for m in range(cfg.grad_accum):
+            batch = collate(train, mine[m * micro:(m + 1) * micro], pad_id)
+            tokens += int(batch["attention_mask"].sum())
+            losses.append(backend.forward_backward(batch, last=m == cfg.grad_accum - 1))
+        backend.step()
+        step += 1
+        state["train"].append([step, float(np.mean(losses))])
+        window.append(float(np.mean(losses)))
+        if rank == 0 and step % cfg.train.log_every == 0:
+            log(f"[sft] step {step}/{total} loss {np.mean(window):.4f} "
+                f"lr {backend.optimizer.param_groups[0]['lr']:.2e} "
+                f"{tokens * world / (time.perf_counter() - started):.0f} tok/s")
+            window = []
+
+        last = step == total
+        if step % cfg.train.eval_every and not last:
+            continue
+        loss = valid_loss(backend, valid, cfg, rank, world, pad_id) if len(valid) else float("nan")
+        better = state["best_valid"] is None or loss < state["best_valid"]
+        state["best_valid"] = loss if better else state["best_valid"]
+        state["bad_evals"] = 0 if better else state["bad_evals"] + 1
+        stop = bool(cfg.train.patience) and state["bad_evals"] >= cfg.train.patience
+        state["valid"].append([step, loss])
+        state["step"], state["stopped"] = step, stop
+        if rank == 0:
+            state["probe"] = probe_logits(backend.module, valid if len(valid) else train)
+        elapsed = time.perf_counter() - started
+        metrics = {"step": step, "epoch": step / per_epoch, "train_loss": float(np.mean(state["train"][-1][1])),
+                   "valid_loss": loss, "best_valid_loss": state["best_valid"], "done": last or stop,
+                   "tokens_per_s": tokens * world / elapsed, "peak_memory_mb": peak_memory_mb(device)}
+        tmp = save_checkpoint(backend, tokenizer, state, rank)
+        with tmp:
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp.name),
+                             checkpoint_dir_name=f"checkpoint_{step:06d}")
+        if rank == 0:
+            log(f"[sft] step {step}: valid loss {loss:.4f} (best {state['best_valid']:.4f})"
+                + (" - stopping early" if stop else ""))
+        if stop:
+            break

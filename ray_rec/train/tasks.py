@@ -1,0 +1,292 @@
+"""MiniOneRec's SFT task mix, built from the typed artifacts into token ids with response-only labels.
+
+Tasks (prompt templates in :mod:`ray_rec.train.prompts`; the loss covers the response and EOS only):
+
+==================== ============================== ==============================
+task                 prompt                         response
+==================== ============================== ==============================
+sid_next   (main)    SID history                    next item's SID
+sid_seq    (main)    a whole user sequence of SIDs: every SID after the first is a target
+sid_to_title         an item's SID                  its title
+title_to_sid         an item's title                its SID
+sid_history_title    SID history                    next item's title
+title_history_title  title history                  next item's title
+title_history_sid    title history                  next item's SID
+==================== ============================== ==============================
+
+Inputs are read with pyarrow (``items.parquet``, ``samples_<split>.parquet``, ``codes.parquet``);
+the result is an :class:`Examples` pack of flat int32 arrays that Ray ships to the workers once.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from ray_rec.errors import InputError, at
+from ray_rec.sid.tokens import sid_token
+from ray_rec.train import prompts
+from ray_rec.train.config import TASKS, TasksSection
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Samples:
+    """One split's samples (SAMPLES schema) as Python lists; ``path`` names them in errors."""
+
+    users: list[int]
+    histories: list[list[int]]
+    targets: list[int]
+    path: str = "<samples>"
+
+
+@dataclass
+class Examples:
+    """Tokenized examples packed flat: example i is ``ids[offsets[i]:offsets[i+1]]``."""
+
+    ids: np.ndarray      # (total_tokens,) int32
+    labels: np.ndarray   # (total_tokens,) int32, IGNORE outside responses
+    offsets: np.ndarray  # (n + 1,) int64
+    task: np.ndarray     # (n,) int8 index into TASKS
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def get(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        s, e = self.offsets[i], self.offsets[i + 1]
+        return self.ids[s:e], self.labels[s:e]
+
+    @staticmethod
+    def pack(pairs: Sequence[tuple[list[int], list[int]]], task: Sequence[int]) -> Examples:
+        lengths = np.array([len(ids) for ids, _ in pairs], dtype=np.int64)
+        flat = lambda k: np.fromiter((t for p in pairs for t in p[k]), dtype=np.int32, count=int(lengths.sum()))
+        return Examples(ids=flat(0), labels=flat(1), offsets=np.concatenate([[0], np.cumsum(lengths)]),
+                        task=np.asarray(task, dtype=np.int8))
+
+
+# ---------------------------------------------------------------- reading artifacts
+
+def read_codes(path: str | Path) -> dict[int, list[int]]:
+    """codes.parquet (CODES) -> item id -> codes."""
+    if not Path(path).is_file():
+        raise InputError(f"{path} does not exist; run the SID stage first (ray-rec sid ...)")
+    table = pq.read_table(path, columns=["item_id", "codes"])
+    return dict(zip(table.column("item_id").to_pylist(), table.column("codes").to_pylist()))
+
+
+def read_titles(path: str | Path) -> dict[int, str]:
+    """items.parquet (ITEMS) -> item id -> title (items without a title left out)."""
+    if not Path(path).is_file():
+        raise InputError(f"{path} does not exist; run the data stage first (ray-rec data ...)")
+    table = pq.read_table(path, columns=["item_id", "title"])
+    return {i: t.strip() for i, t in zip(table.column("item_id").to_pylist(), table.column("title").to_pylist())
+            if t and t.strip()}
+
+
+def read_samples(path: str | Path) -> Samples:
+    """samples_<split>.parquet (SAMPLES) -> Samples."""
+    if not Path(path).is_file():
+        raise InputError(f"{path} does not exist; run the data stage first (ray-rec data ...)")
+    t = pq.read_table(path, columns=["user_id", "history", "target"])
+    return Samples(t.column("user_id").to_pylist(), t.column("history").to_pylist(),
+                   t.column("target").to_pylist(), str(path))
+
+
+def check_sids(samples: Samples, codes: dict[int, list[int]], codes_path: str | Path = "codes.parquet") -> None:
+    """Every history item and target must have a SID; else InputError naming the row and field."""
+    for row, (history, target) in enumerate(zip(samples.histories, samples.targets)):
+        for field, items in (("history", history), ("target", [target])):
+            missing = [i for i in items if i not in codes]
+            if missing:
+                raise InputError(f"{at(samples.path, row, field)} item {missing[0]} has no SID in {codes_path}; "
+                                 "compute SIDs for the same items.parquet the samples were made from "
+                                 "(rerun `ray-rec sid` on this run)")
+
+
+def sid_token_ids(tokenizer, codes: dict[int, list[int]]) -> dict[int, list[int]]:
+    """item -> token ids of its SID; InputError when a SID token is not a single known token."""
+    vocab = tokenizer.get_vocab()
+    out = {}
+    for item, row in codes.items():
+        ids = []
+        for level, c in enumerate(row):
+            token = sid_token(level, c)
+            if token not in vocab:
+                raise InputError(f"SID token {token} (item {item}) is missing from the tokenizer; the tokenizer was "
+                                 "built for other SIDs: delete the run's sft/<name>/inputs folder (or pick a new "
+                                 "name) so it is rebuilt with add_sid_tokens for these codes")
+            ids.append(vocab[token])
+        out[item] = ids
+    return out
+
+
+# ---------------------------------------------------------------- whole user sequences
+
+def user_sequences(samples: Samples) -> list[list[int]]:
+    """Rebuild each user's item sequence from sliding-window samples (history + target).
+
+    A sample whose sequence is a prefix of another of the same user's is dropped; windows that slide
+    by one item (``B[:-1] == A[1:]``) are chained. Users keep the order they first appear in.
+    """
+    by_user: dict[int, list[tuple[int, ...]]] = defaultdict(list)
+    for u, h, t in zip(samples.users, samples.histories, samples.targets):
+        by_user[u].append(tuple(h) + (t,))
+    out = []
+    for seqs in by_user.values():
+        kept, prefixes = [], set()
+        for s in sorted(set(seqs), key=len, reverse=True):
+            if s not in prefixes:
+                kept.append(s)
+                prefixes.update(s[:k] for k in range(1, len(s) + 1))
+        tails = {s[1:]: s for s in kept}
+        succ = {tails[s[:-1]]: s for s in kept if s[:-1] in tails and tails[s[:-1]] != s}
+        has_pred = set(succ.values())
+        for start in [s for s in kept if s not in has_pred] or kept[:1]:
+            seq, node, seen = list(start), start, {start}
+            while node in succ and succ[node] not in seen:
+                node = succ[node]
+                seen.add(node)
+                seq.append(node[-1])
+            out.append(seq)
+    return out
+
+
+def windows(seq: Sequence[int], size: int) -> list[list[int]]:
+    """Windows of ``size`` items overlapping by one, so every item but the first is a target once.
+
+    >>> windows([1, 2, 3, 4, 5, 6], 3)
+    [[1, 2, 3], [3, 4, 5], [5, 6]]
+    """
+    step = size - 1
+    return [list(seq[s:s + size]) for s in range(0, max(len(seq) - 1, 1), step)]
+
+
+# ---------------------------------------------------------------- per-task examples
+
+def _title(titles: dict[int, str], item: int, max_words: int) -> str | None:
+    t = titles.get(item)
+    return " ".join(t.split()[:max_words]) if t else None
+
+
+def sid_next_examples(tok, samples: Samples, sids: dict[int, list[int]], max_history: int):
+    """Main task: ids = BOS? + head + history SIDs, labels on target SID + EOS (no text tokenizing per row:
+    SID tokens are added tokens, so this equals encode_pair(history_prompt, response_text))."""
+    head, eos = prompts.encode_text(tok, prompts.HISTORY_HEAD, bos=True), int(tok.eos_token_id)
+    pairs = []
+    for h, t in zip(samples.histories, samples.targets):
+        prompt = head + [x for i in h[-max_history:] for x in sids[i]]
+        response = sids[t] + [eos]
+        pairs.append((prompt + response, [IGNORE] * len(prompt) + response))
+    return pairs
+
+
+def sid_seq_examples(tok, samples: Samples, sids: dict[int, list[int]], max_items: int):
+    """Whole sequences in windows: labels on every SID after the window's first item; EOS (labelled)
+    only after the last item of a user's sequence."""
+    head, eos = prompts.encode_text(tok, prompts.HISTORY_HEAD, bos=True), int(tok.eos_token_id)
+    pairs = []
+    for seq in user_sequences(samples):
+        parts = windows(seq, max_items)
+        for k, win in enumerate(parts):
+            if len(win) < 2:
+                continue
+            first = sids[win[0]]
+            rest = [x for i in win[1:] for x in sids[i]] + ([eos] if k == len(parts) - 1 else [])
+            ids = head + first + rest
+            pairs.append((ids, [IGNORE] * (len(head) + len(first)) + rest))
+    return pairs
+
+
+def text_pairs(task: str, samples: Samples, codes: dict[int, list[int]], titles: dict[int, str],
+               cfg: TasksSection) -> list[tuple[str, str]]:
+    """(prompt, response) texts of a text task; examples lacking a title are left out."""
+    w = cfg.max_title_words
+    if task in ("sid_to_title", "title_to_sid"):
+        items = sorted(i for i in codes if _title(titles, i, w))
+        if task == "sid_to_title":
+            return [(prompts.sid_to_title_prompt(codes[i]), prompts.title_response(_title(titles, i, w)))
+                    for i in items]
+        return [(prompts.title_to_sid_prompt(_title(titles, i, w)), prompts.response_text(codes[i])) for i in items]
+    out = []
+    for h, t in zip(samples.histories, samples.targets):
+        h = h[-cfg.max_history:]
+        if task == "sid_history_title":
+            if _title(titles, t, w):
+                out.append((prompts.sid_history_title_prompt([codes[i] for i in h]),
+                            prompts.title_response(_title(titles, t, w))))
+            continue
+        names = [_title(titles, i, w) for i in h]
+        if not all(names):
+            continue
+        if task == "title_history_title" and _title(titles, t, w):
+            out.append((prompts.title_history_title_prompt(names), prompts.title_response(_title(titles, t, w))))
+        elif task == "title_history_sid":
+            out.append((prompts.title_history_sid_prompt(names), prompts.response_text(codes[t])))
+    return out
+
+
+def encode_pairs(tok, texts: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+    """Batch version of prompts.encode_pair (same ids, same labels)."""
+    if not texts:
+        return []
+    heads = tok([p for p, _ in texts], add_special_tokens=False)["input_ids"]
+    tails = tok([r for _, r in texts], add_special_tokens=False)["input_ids"]
+    bos = [int(tok.bos_token_id)] if tok.bos_token_id is not None else []
+    eos = int(tok.eos_token_id)
+    return [(bos + h + t + [eos], [IGNORE] * (len(bos) + len(h)) + t + [eos]) for h, t in zip(heads, tails)]
+
+
+def task_pairs(task: str, tok, samples: Samples, codes, sids, titles, cfg: TasksSection):
+    """All (ids, labels) pairs of one task."""
+    if task == "sid_next":
+        return sid_next_examples(tok, samples, sids, cfg.max_history)
+    if task == "sid_seq":
+        return sid_seq_examples(tok, samples, sids, cfg.seq_max_items)
+    return encode_pairs(tok, text_pairs(task, samples, codes, titles, cfg))
+
+
+def weighted_indices(n: int, weight: float, rng: np.random.Generator) -> np.ndarray:
+    """floor(weight) full copies of range(n) plus a random fraction of it (no repeats inside it)."""
+    whole, frac = int(weight), weight - int(weight)
+    extra = rng.choice(n, size=int(round(frac * n)), replace=False) if n else np.zeros(0, np.int64)
+    return np.concatenate([np.tile(np.arange(n), whole), np.sort(extra)]).astype(np.int64)
+
+
+def build_examples(tok, cfg: TasksSection, samples: Samples, codes: dict[int, list[int]],
+                   titles: dict[int, str], seed: int = 0) -> tuple[Examples, dict[str, dict[str, int]]]:
+    """The weighted task mix as one Examples pack, and per-task counts (examples, dropped as too long)."""
+    sids = sid_token_ids(tok, codes)
+    rng = np.random.default_rng(seed)
+    pairs, task_of, counts = [], [], {}
+    for k, (task, weight) in enumerate(cfg.weights().items()):
+        if weight <= 0:
+            continue
+        base = [p for p in task_pairs(task, tok, samples, codes, sids, titles, cfg)]
+        fit = [p for p in base if len(p[0]) <= cfg.max_length]
+        chosen = weighted_indices(len(fit), weight, rng)
+        pairs.extend(fit[i] for i in chosen)
+        task_of.extend([k] * len(chosen))
+        counts[task] = {"examples": len(chosen), "too_long": len(base) - len(fit)}
+    if not pairs:
+        raise InputError("the task mix produced no training example (no samples, or no titles for the title "
+                         f"tasks); per task: {counts}; enable tasks.sid_next or check the data stage output")
+    return Examples.pack(pairs, task_of), counts
+
+
+def valid_examples(tok, samples: Samples, codes: dict[int, list[int]], cfg: TasksSection,
+                   max_samples: int, seed: int = 0) -> Examples:
+    """Main-task examples of (at most ``max_samples`` random) valid samples."""
+    n = len(samples.targets)
+    keep = np.arange(n) if not max_samples or n <= max_samples else \
+        np.sort(np.random.default_rng(seed).choice(n, max_samples, replace=False))
+    sub = Samples([samples.users[i] for i in keep], [samples.histories[i] for i in keep],
+                  [samples.targets[i] for i in keep], samples.path)
+    pairs = [p for p in sid_next_examples(tok, sub, sid_token_ids(tok, codes), cfg.max_history)
+             if len(p[0]) <= cfg.max_length]
+    return Examples.pack(pairs, [TASKS.index("sid_next")] * len(pairs))
