@@ -129,24 +129,23 @@ def _need(rec: dict, key: str, path: str, line: int, kind: type | tuple = str):
     return value
 
 
-def parse_reviews(batch: dict, start: int | None, end: int | None) -> pa.Table:
-    """Ray Data map over read tasks -> (line, user, asin, time) of the reviews inside the window."""
+def parse_reviews(task: dict, start: int | None, end: int | None) -> pa.Table:
+    """One read task of the review file -> (line, user, asin, time) of the reviews inside the window."""
     lines, users, asins, times = [], [], [], []
-    for task in _tasks(batch):
-        for line, rec in _records(task):
-            user = _need(rec, "reviewerID", task["path"], line)
-            asin = _need(rec, "asin", task["path"], line)
-            t = _need(rec, "unixReviewTime", task["path"], line, (int, str))
-            try:
-                t = int(t)
-            except ValueError:
-                raise InputError(f"{at(task['path'], line, 'unixReviewTime')} not an integer: {t!r}") from None
-            if (start is not None and t < start) or (end is not None and t > end):
-                continue
-            lines.append(line)
-            users.append(user)
-            asins.append(asin)
-            times.append(t)
+    for line, rec in _records(task):
+        user = _need(rec, "reviewerID", task["path"], line)
+        asin = _need(rec, "asin", task["path"], line)
+        t = _need(rec, "unixReviewTime", task["path"], line, (int, str))
+        try:
+            t = int(t)
+        except ValueError:
+            raise InputError(f"{at(task['path'], line, 'unixReviewTime')} not an integer: {t!r}") from None
+        if (start is not None and t < start) or (end is not None and t > end):
+            continue
+        lines.append(line)
+        users.append(user)
+        asins.append(asin)
+        times.append(t)
     return pa.table({"line": pa.array(lines, pa.int64()), "user": pa.array(users, pa.string()),
                      "asin": pa.array(asins, pa.string()), "time": pa.array(times, pa.int64())})
 
@@ -177,25 +176,41 @@ def _categories(value) -> list[str]:
     return [clean_text(c) for c in value if "</span>" not in str(c) and clean_text(c)]
 
 
-def parse_meta(batch: dict, max_words: int) -> pa.Table:
-    """Ray Data map over read tasks -> metadata lines whose title passes :func:`clean_title`."""
+def parse_meta(task: dict, max_words: int) -> pa.Table:
+    """One read task of the metadata file -> its lines whose title passes :func:`clean_title`."""
     rows: dict[str, list] = {k: [] for k in ("line", "asin", "title", "description", "brand", "categories")}
-    for task in _tasks(batch):
-        for line, rec in _records(task):
-            asin = _need(rec, "asin", task["path"], line)
-            title = clean_title(rec.get("title"), max_words)
-            if title is None:
-                continue
-            for key, value in (("line", line), ("asin", asin), ("title", title),
-                               ("description", clean_text(rec.get("description"))),
-                               ("brand", clean_text(str(rec.get("brand") or "").replace("by\n", ""))),
-                               ("categories", _categories(rec.get("category", rec.get("categories"))))):
-                rows[key].append(value)
+    for line, rec in _records(task):
+        asin = _need(rec, "asin", task["path"], line)
+        title = clean_title(rec.get("title"), max_words)
+        if title is None:
+            continue
+        for key, value in (("line", line), ("asin", asin), ("title", title),
+                           ("description", clean_text(rec.get("description"))),
+                           ("brand", clean_text(str(rec.get("brand") or "").replace("by\n", ""))),
+                           ("categories", _categories(rec.get("category", rec.get("categories"))))):
+            rows[key].append(value)
     return pa.table({"line": pa.array(rows["line"], pa.int64()), "asin": pa.array(rows["asin"], pa.string()),
                      "title": pa.array(rows["title"], pa.string()),
                      "description": pa.array(rows["description"], pa.string()),
                      "brand": pa.array(rows["brand"], pa.string()),
                      "categories": pa.array(rows["categories"], pa.list_(pa.string()))})
+
+
+BLOCK = pa.schema([("kind", pa.string()), ("line", pa.int64()), ("user", pa.string()), ("asin", pa.string()),
+                   ("time", pa.int64()), ("title", pa.string()), ("description", pa.string()),
+                   ("brand", pa.string()), ("categories", pa.list_(pa.string()))])
+
+
+def parse_block(batch, max_words: int, start: int | None, end: int | None) -> pa.Table:
+    """Ray Data map over read tasks of both files -> rows of the BLOCK schema (unused fields null),
+    so one Dataset carries reviews and metadata."""
+    parts = []
+    for task in _tasks(batch):
+        t = parse_reviews(task, start, end) if task["kind"] == "reviews" else parse_meta(task, max_words)
+        t = t.append_column("kind", pa.array([task["kind"]] * t.num_rows, pa.string()))
+        parts.append(pa.table({n: t.column(n) if n in t.column_names else pa.nulls(t.num_rows, BLOCK.field(n).type)
+                               for n in BLOCK.names}, schema=BLOCK))
+    return pa.concat_tables(parts) if parts else BLOCK.empty_table()
 
 
 def _tasks(batch) -> list[dict]:
@@ -215,23 +230,33 @@ def _unwrap(exc: BaseException | None) -> InputError | None:
     return None
 
 
-def run_parse(path: str, num_blocks: int, fn, **kwargs) -> pa.Table:
-    """Run ``fn`` over the read tasks of ``path`` with Ray Data; rows ordered by line number."""
+def run_parse(cfg: AmazonConfig) -> tuple[pa.Table, pa.Table]:
+    """Parse both dumps in one Ray Data run -> (reviews, meta) tables ordered by line number."""
     import ray
 
-    tasks = byte_ranges(path, num_blocks)
-    ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
-    ds = ds.map_batches(fn, fn_kwargs=kwargs, batch_size=1, batch_format="pyarrow")
+    tasks = [{**t, "kind": "reviews"} for t in byte_ranges(cfg.reviews, cfg.num_blocks)] + \
+            [{**t, "kind": "meta"} for t in byte_ranges(cfg.meta, cfg.num_blocks)]
+    ctx = ray.data.DataContext.get_current()
+    before, ctx.raise_original_map_exception = ctx.raise_original_map_exception, True
     try:
-        tables = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
+        ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
+        ds = ds.map_batches(parse_block, batch_size=1, batch_format="pyarrow",
+                            fn_kwargs={"max_words": cfg.max_title_words, "start": month_start(cfg.window_start),
+                                       "end": month_start(cfg.window_end)})
+        table = pa.concat_tables([BLOCK.empty_table()] + [t.cast(BLOCK) for t in ray.get(ds.to_arrow_refs())])
     except Exception as exc:
         found = _unwrap(exc)
         if found is not None:
             raise InputError(str(found)) from None
         raise
-    if not tables:
-        return fn({k: [] for k in tasks[0]}, **kwargs)
-    return pa.concat_tables(tables).sort_by("line").combine_chunks()
+    finally:
+        ctx.raise_original_map_exception = before
+    out = []
+    for kind, names in (("reviews", ["line", "user", "asin", "time"]),
+                        ("meta", ["line", "asin", "title", "description", "brand", "categories"])):
+        part = table.filter(pc.equal(table.column("kind"), kind)).select(names)
+        out.append(part.sort_by("line").combine_chunks())
+    return out[0], out[1]
 
 
 def k_core(user: np.ndarray, item: np.ndarray, user_k: int, item_k: int) -> np.ndarray:
@@ -260,9 +285,7 @@ def preprocess_amazon(cfg: AmazonConfig, max_history: int = 10, split: str = "ra
     from ray_rec.runtime import init_ray
 
     init_ray(num_cpus=num_cpus, dashboard=False)
-    meta = run_parse(cfg.meta, cfg.num_blocks, parse_meta, max_words=cfg.max_title_words)
-    reviews = run_parse(cfg.reviews, cfg.num_blocks, parse_reviews,
-                        start=month_start(cfg.window_start), end=month_start(cfg.window_end))
+    reviews, meta = run_parse(cfg)
     n_window = reviews.num_rows
     # last valid metadata line per ASIN
     asins = meta.column("asin").to_numpy(zero_copy_only=False)
