@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from ray_rec.cli import main
 from ray_rec.data.schema import CODES, SAMPLES
 from ray_rec.errors import InputError
 from ray_rec.eval.config import EvalConfig
@@ -48,9 +49,9 @@ def make_run(root, n_items: int = 40, n_users: int = 20, seed: int = 0) -> RunPa
     return paths
 
 
-def test_one_and_two_actors_give_identical_metrics(tmp_path, ray_start_2_cpus):
+def test_one_and_two_actors_give_identical_metrics(tmp_path, ray_start_2_cpus, capsys):
     paths = make_run(tmp_path / "run")
-    base = dict(run=str(paths.root), num_beams=10, top_k=10, ks=[1, 3, 5, 10], batch_size=4)
+    base = dict(run=str(paths.root), sid_method="rqkmeans", num_beams=10, top_k=10, ks=[1, 3, 5, 10], batch_size=4)
     one = run_evaluate(EvalConfig(name="one", num_actors=1, **base))
     two = run_evaluate(EvalConfig(name="two", num_actors=2, **base))
     keys = [f"{m}@{k}" for k in (1, 3, 5, 10) for m in ("hr", "ndcg")]
@@ -67,14 +68,21 @@ def test_one_and_two_actors_give_identical_metrics(tmp_path, ray_start_2_cpus):
     # a finished evaluation with the same config is not redone, whatever the actor count
     again = run_evaluate(EvalConfig(name="one", num_actors=2, **base))
     assert again["hr@10"] == one["hr@10"] and again["seconds"] == one["seconds"]
+    # the command line maps its flags onto the same config (so it finds that finished evaluation)
+    assert main(["evaluate", "--run", str(paths.root), "--name", "one", "--split", "test", "--num-actors", "2",
+                 "--set", "sid_method=rqkmeans", "--set", "num_beams=10", "--set", "top_k=10",
+                 "--set", "ks=[1,3,5,10]", "--set", "batch_size=4"]) == 0
+    assert f"{one['hr@10']:.4f}" in capsys.readouterr().out
 
 
 def test_bad_input_names_file_line_and_field(tmp_path):
     paths = make_run(tmp_path / "run", n_items=10, n_users=3)
     write_parquet(pa.table({"user_id": [0, 1], "history": [[1, 2], [3, 99]], "target": [4, 5]}),
                   paths.samples("test"), SAMPLES)
-    with pytest.raises(InputError, match=r"samples_test.parquet:2: field 'history': item 99 has no SID"):
+    with pytest.raises(InputError, match="sid_method"):  # a checkpoint that does not say its SIDs
         run_evaluate(EvalConfig(run=str(paths.root), num_beams=5, top_k=5, ks=[1, 5]))
+    with pytest.raises(InputError, match=r"samples_test.parquet:2: field 'history': item 99 has no SID"):
+        run_evaluate(EvalConfig(run=str(paths.root), sid_method="rqkmeans", num_beams=5, top_k=5, ks=[1, 5]))
     with pytest.raises(InputError, match="no Hugging Face model"):
         run_evaluate(EvalConfig(run=str(paths.root), checkpoint=str(tmp_path / "nowhere"), num_beams=5, top_k=5,
                                 ks=[1, 5]))

@@ -21,7 +21,8 @@ class EvalConfig:
 
     run: str = option("runs/default", help="run folder holding data/, sid/<method>/ and sft/model")
     checkpoint: str = option("", help="Hugging Face model folder to evaluate; empty = <run>/sft/model")
-    sid_method: str = option("rqkmeans", help="which <run>/sid/<method>/codes.parquet gives the items' SIDs")
+    sid_method: str = option("", help="which <run>/sid/<method>/codes.parquet gives the items' SIDs; empty = the "
+                                      "method the checkpoint was trained with (its ray_rec_sft.json)")
     split: Literal["train", "valid", "test"] = option("test", help="samples_<split>.parquet to score")
     name: str = option("sft", help="results go to <run>/eval/<name>/<split>/")
     num_beams: int = option(50, help="beam width of the constrained beam search (MiniOneRec uses 50)")

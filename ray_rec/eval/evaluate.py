@@ -18,6 +18,7 @@ Run: ``ray-rec evaluate --run runs/demo --split test`` (or ``run_evaluate(EvalCo
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -160,19 +161,38 @@ def score(predictions: pa.Table, ks: list[int]) -> dict[str, float]:
     return metrics
 
 
+def trained_sid_method(checkpoint: Path) -> str:
+    """The SID method recorded by the SFT stage in ``<checkpoint>/ray_rec_sft.json``."""
+    from ray_rec.train.model import META_FILE
+
+    meta_path = checkpoint / META_FILE
+    try:
+        return str(json.loads(meta_path.read_text())["sid_method"])
+    except (OSError, KeyError, json.JSONDecodeError):
+        raise InputError(f"{meta_path}: no readable sid_method (not a ray-rec SFT checkpoint?); "
+                         "set sid_method, e.g. --set sid_method=rqkmeans") from None
+
+
+def require_gpus(cfg: EvalConfig) -> None:
+    """Fail fast instead of waiting forever for GPUs the cluster does not have."""
+    import ray
+
+    if cfg.device == "cuda" and ray.cluster_resources().get("GPU", 0) < 1:
+        raise InputError("device=cuda but the Ray cluster has no GPU; use --device cpu")
+
+
 def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Evaluate ``cfg.checkpoint`` on ``cfg.split``; write and return the metrics (a skipped, already
     finished evaluation returns its saved metrics)."""
     paths = RunPaths(cfg.run)
     out_dir = paths.eval_dir(cfg.name) / cfg.split
     if is_done(out_dir, cfg, ignore=_LAYOUT_FIELDS):
-        import json
         return json.loads((out_dir / "metrics.json").read_text())
     checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else paths.sft_model
     if not (checkpoint / "config.json").is_file():
         raise InputError(f"{checkpoint}: no Hugging Face model (config.json missing); train one with `ray-rec sft` "
                          "or pass --checkpoint")
-    codes_path = paths.codes(cfg.sid_method)
+    codes_path = paths.codes(cfg.sid_method or trained_sid_method(checkpoint))
     item_ids, _ = read_codes(codes_path)
     samples = read_samples(paths.samples(cfg.split), item_ids, cfg.max_users)
     if len(samples) == 0:
@@ -180,6 +200,7 @@ def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
 
     from ray_rec.runtime import init_ray
     init_ray()
+    require_gpus(cfg)
     started = time.time()
     predictions = predict(cfg, samples, checkpoint, codes_path)
     seconds = time.time() - started
