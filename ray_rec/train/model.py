@@ -86,8 +86,10 @@ def check_model_folder(path: str | Path) -> None:
         config = AutoConfig.from_pretrained(path)
     except (ValueError, OSError) as exc:
         raise InputError(f"{path}/config.json cannot be read as a model config ({exc}); {fix}") from None
-    causal = any(a.endswith("ForCausalLM") for a in (config.architectures or []))
-    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or (config.architectures and not causal):
+    archs = config.architectures or []
+    causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs) if archs else \
+        config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not config.is_encoder_decoder
+    if not causal:
         raise InputError(f"model.path {path} is a {config.model_type!r} model "
                          f"({', '.join(config.architectures or ['no architecture'])}), not a causal LM; {fix}")
     if not (path / "tokenizer.json").is_file():

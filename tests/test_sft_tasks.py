@@ -1,0 +1,208 @@
+"""SFT stage without Ray: every task's prompt and label mask on a hand-written example, the prompt
+contract with evaluation, sequence rebuilding, the schedule, batch sharding, the DeepSpeed dict,
+the freeze option, and bad input (missing SID, missing SID token, empty task mix, non-causal model)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from ray_rec.config import ConfigError, load_config
+from ray_rec.errors import InputError
+from ray_rec.train import prompts, tasks
+from ray_rec.train.config import TASKS, ModelSection, SFTConfig, TasksSection
+from ray_rec.train.deepspeed_config import deepspeed_config
+from ray_rec.train.loop import collate, get_lr, param_groups, rank_indices
+from ray_rec.train.model import (add_sid_tokens, build_model, build_model_and_tokenizer, check_model_folder,
+                                 codebook_sizes_of, first_sid_id, freeze_base, train_bpe_tokenizer)
+
+CODES = {0: [1, 2, 3], 1: [4, 5, 6], 2: [7, 0, 2]}
+TITLES = {0: "Red tape", 1: "Blue glue", 2: "Green saw"}
+SAMPLES = tasks.Samples(users=[5], histories=[[0, 1]], targets=[2], path="samples_train.parquet")
+EOS = "<|endoftext|>"
+SID0, SID1, SID2 = "<a_1><b_2><c_3>", "<a_4><b_5><c_6>", "<a_7><b_0><c_2>"
+HEAD = "Items the user bought, oldest first:"
+
+
+@pytest.fixture(scope="module")
+def tok():
+    t = train_bpe_tokenizer(list(TITLES.values()) * 5 + [HEAD, "Title of the next item"], vocab_size=300)
+    add_sid_tokens(t, [8, 8, 8])
+    return t
+
+
+def split(tok, ids, labels):
+    """(prompt text, response text) of one example, checking the labels are exactly the response."""
+    ids, labels = list(ids), list(labels)
+    start = next(i for i, y in enumerate(labels) if y != -100)
+    assert all(y == -100 for y in labels[:start])
+    assert labels[start:] == ids[start:], "labels must equal the ids on the response"
+    return tok.decode(ids[:start]), tok.decode(ids[start:])
+
+
+EXPECTED = {
+    "sid_next": (HEAD + SID0 + SID1, SID2 + EOS),
+    "sid_to_title": ("Title of item " + SID2 + ":", " Green saw" + EOS),
+    "title_to_sid": ('Semantic ID of the item titled "Green saw":', SID2 + EOS),
+    "sid_history_title": (HEAD + SID0 + SID1 + "\nTitle of the next item:", " Green saw" + EOS),
+    "title_history_title": (HEAD + ' "Red tape"; "Blue glue"\nTitle of the next item:', " Green saw" + EOS),
+    "title_history_sid": (HEAD + ' "Red tape"; "Blue glue"\nSemantic ID of the next item:', SID2 + EOS),
+}
+
+
+@pytest.mark.parametrize("task", sorted(EXPECTED))
+def test_each_task_prompt_and_label_mask(tok, task):
+    sids = tasks.sid_token_ids(tok, CODES)
+    pairs = tasks.task_pairs(task, tok, SAMPLES, CODES, sids, TITLES, TasksSection())
+    # item tasks make one example per item: the hand-written one is item 2's
+    ids, labels = pairs[-1]
+    assert split(tok, ids, labels) == EXPECTED[task]
+    assert ids[-1] == tok.eos_token_id and tok.bos_token_id is None
+
+
+def test_whole_sequence_task_labels_every_item_after_the_first(tok):
+    sids = tasks.sid_token_ids(tok, CODES)
+    samples = tasks.Samples([5, 5], [[0], [0, 1]], [1, 2])  # growing prefixes of one user: sequence 0, 1, 2
+    (ids, labels), = tasks.task_pairs("sid_seq", tok, samples, CODES, sids, TITLES, TasksSection())
+    assert split(tok, ids, labels) == (HEAD + SID0, SID1 + SID2 + EOS)
+
+
+def test_prompt_contract_with_evaluation(tok):
+    """encode_prompt + SID tokens + EOS is exactly what training saw, and equals tokenizing the joined text."""
+    sids = tasks.sid_token_ids(tok, CODES)
+    (ids, labels), = tasks.sid_next_examples(tok, SAMPLES, sids, max_history=10)
+    prompt = prompts.encode_prompt(tok, [CODES[0], CODES[1]])
+    assert ids[:len(prompt)] == prompt and labels[len(prompt)] != -100
+    assert ids == prompts.encode_text(tok, prompts.history_prompt([CODES[0], CODES[1]])
+                                      + prompts.response_text(CODES[2])) + [tok.eos_token_id]
+    assert prompts.encode_pair(tok, prompts.history_prompt([CODES[0], CODES[1]]), prompts.response_text(CODES[2])) \
+        == (ids, labels)
+    # the batch encoder of the text tasks matches the one-example contract function
+    texts = tasks.text_pairs("title_history_title", SAMPLES, CODES, TITLES, TasksSection())
+    assert tasks.encode_pairs(tok, texts) == [prompts.encode_pair(tok, *texts[0])]
+
+
+def test_user_sequences_chain_sliding_windows():
+    # user 1: growing prefixes then windows of 3 items sliding by one; user 2: a single sample
+    hist = [[10], [10, 11], [10, 11, 12], [11, 12, 13], [12, 13, 14], [7]]
+    target = [11, 12, 13, 14, 15, 8]
+    s = tasks.Samples([1, 1, 1, 1, 1, 2], hist, target)
+    assert tasks.user_sequences(s) == [[10, 11, 12, 13, 14, 15], [7, 8]]
+    assert tasks.windows([1, 2, 3, 4, 5, 6], 3) == [[1, 2, 3], [3, 4, 5], [5, 6]]
+    assert tasks.windows([1, 2], 50) == [[1, 2]]
+
+
+def test_weighted_task_mix(tok):
+    cfg = TasksSection(sid_next=2.0, sid_to_title=0.5, title_to_sid=1.0)
+    ex, counts = tasks.build_examples(tok, cfg, SAMPLES, CODES, TITLES)
+    assert counts["sid_next"]["examples"] == 2 and counts["title_to_sid"]["examples"] == 3
+    assert counts["sid_to_title"]["examples"] == 2  # round(0.5 * 3)
+    assert len(ex) == 7 and list(np.bincount(ex.task, minlength=len(TASKS))[:4]) == [2, 0, 2, 3]
+    rng = np.random.default_rng(0)
+    assert sorted(tasks.weighted_indices(4, 1.5, rng).tolist()).count(0) in (1, 2)
+    assert len(tasks.weighted_indices(4, 1.5, rng)) == 6
+
+
+def test_schedule_and_sharding():
+    assert get_lr(0, 100, 1.0, 10, 0.1) == pytest.approx(0.1)
+    assert get_lr(9, 100, 1.0, 10, 0.1) == pytest.approx(1.0)
+    assert get_lr(55, 100, 1.0, 10, 0.1) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert get_lr(100, 100, 1.0, 10, 0.1) == pytest.approx(0.1)
+    cfg = load_config(SFTConfig, None, ["train.global_batch_size=8", "train.micro_batch_size=2"])
+    for step in (0, 3, 7):  # 3 steps per epoch of 25 examples: step 3 opens epoch 1
+        parts = [rank_indices(step, 25, cfg, r) for r in range(2)]
+        assert all(len(p) == 4 for p in parts) and len(set(np.concatenate(parts))) == 8
+    assert not np.array_equal(rank_indices(0, 25, cfg, 0), rank_indices(3, 25, cfg, 0))
+
+
+def test_collate_pads_right(tok):
+    ex = tasks.Examples.pack([([1, 2, 3], [-100, 2, 3]), ([4], [4])], [0, 0])
+    b = collate(ex, [0, 1], pad_id=9)
+    assert b["input_ids"].tolist() == [[1, 2, 3], [4, 9, 9]]
+    assert b["labels"].tolist() == [[-100, 2, 3], [4, -100, -100]]
+    assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_deepspeed_config_from_sft_config():
+    cfg = load_config(SFTConfig, None, ["train.global_batch_size=32", "train.micro_batch_size=4",
+                                        "scaling.num_workers=2", "train.grad_clip=0.5"])
+    ds = deepspeed_config(cfg)
+    assert (ds["train_batch_size"], ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"]) \
+        == (32, 4, 4)
+    assert ds["zero_optimization"]["stage"] == 2 and ds["gradient_clipping"] == 0.5
+    assert ds["bf16"] == {"enabled": False}
+    gpu = load_config(SFTConfig, None, ["scaling.use_gpu=true"])
+    assert deepspeed_config(gpu)["bf16"] == {"enabled": True}
+    assert deepspeed_config(load_config(SFTConfig, None, ["scaling.use_gpu=true", "train.precision=fp32"]))[
+        "bf16"] == {"enabled": False}
+
+
+def test_freeze_base_moves_only_new_rows(tok):
+    model = build_model(ModelSection(hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1), tok)
+    first = first_sid_id(tok)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainable = freeze_base(model, first)
+    assert trainable == ["model.embed_tokens.weight"]  # tied with the head
+    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-2)
+    ids = torch.tensor([prompts.encode_prompt(tok, [[1, 2, 3]]) + [tok.convert_tokens_to_ids("<a_4>")]])
+    model(input_ids=ids, labels=ids).loss.backward()
+    opt.step()
+    emb = model.get_input_embeddings().weight
+    assert torch.equal(emb[:first], before["model.embed_tokens.weight"][:first])
+    assert not torch.equal(emb[first:], before["model.embed_tokens.weight"][first:])
+    for n, p in model.named_parameters():
+        if n != "model.embed_tokens.weight":
+            assert torch.equal(p, before[n]), n
+
+
+def test_codebook_sizes_include_dedup_level():
+    assert codebook_sizes_of([[3, 1, 0], [0, 7, 2, 1], [1, 1, 1]]) == [4, 8, 3, 2]
+
+
+# ---------------------------------------------------------------- bad input
+
+def test_history_item_without_sid_names_row_and_field():
+    s = tasks.Samples([1, 2], [[0, 1], [0, 99]], [2, 1], path="samples_train.parquet")
+    with pytest.raises(InputError, match=r"samples_train.parquet:1: field 'history': item 99 has no SID.*rerun"):
+        tasks.check_sids(s, CODES, "codes.parquet")
+
+
+def test_sid_token_missing_from_tokenizer(tok):
+    with pytest.raises(InputError, match=r"SID token <c_9> \(item 3\) is missing from the tokenizer"):
+        tasks.sid_token_ids(tok, {**CODES, 3: [1, 1, 9]})
+
+
+def test_empty_task_mix_is_refused():
+    off = [f"tasks.{t}=0" for t in TASKS]
+    with pytest.raises(ConfigError, match="task mix is empty.*tasks.sid_next=1"):
+        load_config(SFTConfig, None, off)
+    with pytest.raises(ConfigError, match="multiple of"):
+        load_config(SFTConfig, None, ["train.global_batch_size=10", "train.micro_batch_size=4"])
+
+
+def test_model_path_that_is_not_a_causal_lm(tmp_path):
+    from transformers import BertConfig
+
+    with pytest.raises(InputError, match="is not a folder"):
+        check_model_folder(tmp_path / "nope")
+    with pytest.raises(InputError, match="no config.json"):
+        check_model_folder(tmp_path)
+    BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=8, architectures=["BertForMaskedLM"]).save_pretrained(tmp_path)
+    with pytest.raises(InputError, match="'bert' model .BertForMaskedLM., not a causal LM"):
+        build_model_and_tokenizer(ModelSection(path=str(tmp_path)), pa.table({"title": ["a"]}), [4])
+
+
+def test_local_model_folder_gets_sid_tokens(tmp_path, tok):
+    """A local HF causal-LM folder (here a tiny saved Qwen2) is loaded, and SID tokens are added to it."""
+    plain = train_bpe_tokenizer(["red tape blue glue"] * 3, vocab_size=280)
+    build_model(ModelSection(hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1), plain).save_pretrained(tmp_path)
+    plain.save_pretrained(tmp_path)
+    model, t = build_model_and_tokenizer(ModelSection(path=str(tmp_path)), pa.table({"title": ["x"]}), [4, 4])
+    assert len(t) == len(plain) + 8 and model.get_input_embeddings().num_embeddings >= len(t)
+    assert t.convert_tokens_to_ids("<b_3>") == len(t) - 1
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "qwen2"
