@@ -17,6 +17,8 @@ from ray_rec.eval.evaluate import PREDICTIONS, run_evaluate, score
 from ray_rec.eval.tiny_lm import save_tiny_lm
 from ray_rec.io import write_parquet
 from ray_rec.paths import RunPaths
+from ray_rec.train.config import ModelSection
+from ray_rec.train.model import build_model_and_tokenizer, save_sft_model
 
 
 def test_metrics_equal_hand_computed_values():
@@ -45,13 +47,17 @@ def make_run(root, n_items: int = 40, n_users: int = 20, seed: int = 0) -> RunPa
     histories = [rng.integers(0, n_items, size=rng.integers(1, 6)).tolist() for _ in range(n_users)]
     write_parquet(pa.table({"user_id": np.arange(n_users), "history": histories,
                             "target": rng.integers(0, n_items, size=n_users)}), paths.samples("test"), SAMPLES)
-    save_tiny_lm(paths.sft_model, [8, 8, 8], seed=seed)
+    # the SFT stage's own model builder and checkpoint format (BPE tokenizer, SID tokens, ray_rec_sft.json)
+    titles = pa.table({"title": [f"item {i} widget" for i in range(n_items)]})
+    section = ModelSection(hidden_size=32, num_layers=1, num_heads=4, num_kv_heads=2, bpe_vocab_size=300)
+    model, tok = build_model_and_tokenizer(section, titles, [8, 8, 8], seed=seed)
+    save_sft_model(model, tok, paths.sft_model, meta={"sid_method": "rqkmeans"})
     return paths
 
 
 def test_one_and_two_actors_give_identical_metrics(tmp_path, ray_start_2_cpus, capsys):
     paths = make_run(tmp_path / "run")
-    base = dict(run=str(paths.root), sid_method="rqkmeans", num_beams=10, top_k=10, ks=[1, 3, 5, 10], batch_size=4)
+    base = dict(run=str(paths.root), num_beams=10, top_k=10, ks=[1, 3, 5, 10], batch_size=4)
     one = run_evaluate(EvalConfig(name="one", num_actors=1, **base))
     two = run_evaluate(EvalConfig(name="two", num_actors=2, **base))
     keys = [f"{m}@{k}" for k in (1, 3, 5, 10) for m in ("hr", "ndcg")]
@@ -70,7 +76,7 @@ def test_one_and_two_actors_give_identical_metrics(tmp_path, ray_start_2_cpus, c
     assert again["hr@10"] == one["hr@10"] and again["seconds"] == one["seconds"]
     # the command line maps its flags onto the same config (so it finds that finished evaluation)
     assert main(["evaluate", "--run", str(paths.root), "--name", "one", "--split", "test", "--num-actors", "2",
-                 "--set", "sid_method=rqkmeans", "--set", "num_beams=10", "--set", "top_k=10",
+                 "--set", "num_beams=10", "--set", "top_k=10",
                  "--set", "ks=[1,3,5,10]", "--set", "batch_size=4"]) == 0
     assert f"{one['hr@10']:.4f}" in capsys.readouterr().out
 
@@ -80,7 +86,8 @@ def test_bad_input_names_file_line_and_field(tmp_path):
     write_parquet(pa.table({"user_id": [0, 1], "history": [[1, 2], [3, 99]], "target": [4, 5]}),
                   paths.samples("test"), SAMPLES)
     with pytest.raises(InputError, match="sid_method"):  # a checkpoint that does not say its SIDs
-        run_evaluate(EvalConfig(run=str(paths.root), num_beams=5, top_k=5, ks=[1, 5]))
+        run_evaluate(EvalConfig(run=str(paths.root), checkpoint=str(save_tiny_lm(tmp_path / "bare", [8, 8, 8])),
+                                num_beams=5, top_k=5, ks=[1, 5]))
     with pytest.raises(InputError, match=r"samples_test.parquet:2: field 'history': item 99 has no SID"):
         run_evaluate(EvalConfig(run=str(paths.root), sid_method="rqkmeans", num_beams=5, top_k=5, ks=[1, 5]))
     with pytest.raises(InputError, match="no Hugging Face model"):
