@@ -110,7 +110,7 @@ class EmbedConfig:
     encoder: str = option("", help="empty = packaged all-MiniLM-L6-v2; else a local sentence-transformers or Hugging Face encoder folder")
     template: str = option("", help="empty = the items.text column; else a template over {title} {description} {brand} {categories}")
     max_field_chars: int = option(1000, help="truncate each field to this many characters when template is set")
-    max_length: int = option(256, help="encoder token limit; longer texts are truncated")
+    max_length: int = option(128, help="encoder token limit; longer texts are truncated")
     normalize: bool = option(True, help="scale each vector to unit L2 norm")
     batch_size: int = option(64, help="texts per encoder call (per map_batches batch)")
     num_actors: int = option(2, help="encoder actors; each loads the model once")
