@@ -12,9 +12,9 @@ from ray_rec.errors import InputError
 from ray_rec.sid.trie import SIDTrie, sid_token_table
 
 EOS = 0
-# level l code c -> token 1 + 10 * l + c (codes < 10, up to 4 levels); vocab of 64 leaves unused ids
-TOKENS = [[1 + 10 * level + c for c in range(10)] for level in range(4)]
-VOCAB = 64
+# level l code c -> token 1 + 16 * l + c (codes < 16, up to 4 levels); a vocab of 80 leaves unused ids
+TOKENS = [[1 + 16 * level + c for c in range(16)] for level in range(4)]
+VOCAB = 80
 
 
 def tok(seq):
@@ -23,7 +23,23 @@ def tok(seq):
 
 # Catalogues of 1-12 items with SIDs of 1-4 codes: collisions and SIDs that prefix other SIDs
 # (a de-duplication level present for some items only) both occur.
-catalogues = st.lists(st.lists(st.integers(0, 3), min_size=1, max_size=4), min_size=1, max_size=12)
+any_length = st.lists(st.lists(st.integers(0, 3), min_size=1, max_size=4), min_size=1, max_size=12)
+
+
+def with_dedup_level(base: list[list[int]]) -> list[list[int]]:
+    """What a de-duplicating quantizer emits: colliding SIDs get one more level 0..g-1, the rest keep L."""
+    seen: dict[tuple[int, ...], int] = {}
+    groups = {tuple(c): base.count(c) for c in base}
+    out = []
+    for c in base:
+        k = seen[tuple(c)] = seen.get(tuple(c), -1) + 1
+        out.append(c + [k] if groups[tuple(c)] > 1 else c)
+    return out
+
+
+# random lengths (SIDs that prefix other SIDs, collisions) or 3 levels plus a de-duplication level
+catalogues = any_length | st.lists(st.lists(st.integers(0, 2), min_size=3, max_size=3), min_size=1,
+                                   max_size=12).map(with_dedup_level)
 
 
 def expected_allowed(catalogue, prefix_tokens):
@@ -91,9 +107,9 @@ def test_hand_made_trie_with_dedup_level():
 
 def test_sparse_pairs_match_the_dense_mask():
     rng = np.random.default_rng(0)
-    codes = rng.integers(0, 10, size=(200, 3))
+    codes = rng.integers(0, 16, size=(200, 3))
     trie = SIDTrie.from_codes(codes, TOKENS, EOS)
-    prefixes = np.concatenate([codes[:50, :2], rng.integers(0, 10, size=(50, 2))])  # valid and mostly dead
+    prefixes = np.concatenate([codes[:50, :2], rng.integers(0, 16, size=(50, 2))])  # valid and mostly dead
     nodes = trie.walk(torch.tensor([tok(p) for p in prefixes.tolist()]))
     rows, tokens = trie.allowed_pairs(nodes)
     dense = torch.zeros(len(nodes), VOCAB, dtype=torch.bool)
