@@ -262,6 +262,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         from transformers import AutoModelForCausalLM
 
         state = json.loads((Path(restored) / STATE_FILE).read_text())
+        state.setdefault("resumed_at", []).append(state["step"])
         model = AutoModelForCausalLM.from_pretrained(restored, dtype=torch.float32)
     else:
         model = build_model(cfg.model, tokenizer, seed=cfg.train.seed)
