@@ -59,12 +59,16 @@ def nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return out
 
 
-def kmeans(x: np.ndarray, k: int, seed: int, iters: int = 30, threads: int = 1) -> np.ndarray:
-    """faiss k-means: (n, d) float32 -> (k, d) centroids. One thread by default, so results repeat."""
+def kmeans(x: np.ndarray, k: int, seed: int, iters: int = 30, threads: int = 1, restarts: int = 3) -> np.ndarray:
+    """faiss k-means: (n, d) float32 -> (k, d) centroids, the best of ``restarts`` random starts.
+
+    One thread by default, so results repeat; several starts because faiss seeds centroids uniformly
+    (no k-means++) and a single start can settle in a poor local optimum.
+    """
     import faiss
 
     faiss.omp_set_num_threads(max(1, threads))
-    km = faiss.Kmeans(x.shape[1], k, niter=iters, seed=seed, verbose=False,
+    km = faiss.Kmeans(x.shape[1], k, niter=iters, seed=seed, nredo=restarts, verbose=False,
                       min_points_per_centroid=1, max_points_per_centroid=max(256, -(-len(x) // k)))
     km.train(np.ascontiguousarray(x, dtype=np.float32))
     return np.asarray(km.centroids, dtype=np.float32).reshape(k, x.shape[1])
