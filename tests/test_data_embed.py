@@ -53,9 +53,9 @@ def test_industrial_neighbours_share_category_words(industrial_vectors, shared_d
     sims = vectors[known] @ vectors[known].T
     np.fill_diagonal(sims, -np.inf)
     nearest = known[sims.argmax(1)]
-    share = np.mean([bool(words[a] & words[b]) for a, b in zip(known, nearest)])
+    share = np.mean([bool(words[a] & words[b]) for a, b in zip(known, nearest, strict=False)])
     shuffled = np.random.default_rng(0).permutation(known)
-    chance = np.mean([bool(words[a] & words[b]) for a, b in zip(known, shuffled)])
+    chance = np.mean([bool(words[a] & words[b]) for a, b in zip(known, shuffled, strict=False)])
     assert share > 0.8 and share > 2 * chance, (share, chance)
     # Stanley staples, Kreg pocket screws, Scotch foil tape: the 3 nearest all share category words
     for item in (1, 3, 10):

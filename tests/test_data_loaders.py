@@ -92,7 +92,7 @@ def test_beauty_counts_and_rows(shared_data):
     source = json.loads((shared_data / "beauty/Beauty.inter.json").read_text())
     users, items = inter.column("user_id").to_pylist(), inter.column("item_id").to_pylist()
     ours: dict[int, list[int]] = {}
-    for u, i in zip(users, items):
+    for u, i in zip(users, items, strict=False):
         ours.setdefault(u, []).append(i)
     assert all(ours[int(k)] == v for k, v in source.items())
     texts = dict(line.split(" ", 1) for line in

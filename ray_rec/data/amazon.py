@@ -76,7 +76,7 @@ def byte_ranges(path: str | Path, num_blocks: int) -> list[dict]:
     cuts.append(size)
     tasks, line = [], 1
     with open(path, "rb") as fh:
-        for a, b in zip(cuts[:-1], cuts[1:]):
+        for a, b in zip(cuts[:-1], cuts[1:], strict=False):
             tasks.append({"path": str(path), "start": a, "end": b, "first_line": line})
             fh.seek(a)
             line += fh.read(b - a).count(b"\n")
@@ -215,7 +215,7 @@ def parse_block(batch, max_words: int, start: int | None, end: int | None) -> pa
 
 def _tasks(batch) -> list[dict]:
     cols = batch if isinstance(batch, dict) else batch.to_pydict()
-    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in zip(cols, row)} for row in zip(*cols.values())]
+    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in zip(cols, row, strict=False)} for row in zip(*cols.values(), strict=False)]
 
 
 def _unwrap(exc: BaseException | None) -> InputError | None:

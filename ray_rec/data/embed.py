@@ -165,8 +165,8 @@ def _reusable(out_dir: Path, key: str, ids: np.ndarray, hashes: np.ndarray) -> t
     got = [read_embeddings(f) for f in files]
     have_ids, have_vec = np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got])
     old_h = pq.read_table(out_dir / "text_hashes.parquet")
-    current = dict(zip(ids.tolist(), hashes.tolist()))
-    before = dict(zip(old_h.column("item_id").to_pylist(), old_h.column("hash").to_pylist()))
+    current = dict(zip(ids.tolist(), hashes.tolist(), strict=False))
+    before = dict(zip(old_h.column("item_id").to_pylist(), old_h.column("hash").to_pylist(), strict=False))
     ok = np.array([current.get(i) is not None and current.get(i) == before.get(i) for i in have_ids.tolist()], bool)
     # rewrite what is kept before the new hashes are recorded, so no stale vector survives a crash
     write_parquet(embeddings_table(have_ids[ok], have_vec[ok]), final, schema.EMBEDDINGS)

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from ray_rec.data import schema
-from ray_rec.data.samples import build_splits, interactions_table, sliding_samples
+from ray_rec.data.samples import build_splits, interactions_table
 from ray_rec.errors import InputError, at
 
 
@@ -138,7 +138,7 @@ def _nth_line(text: str, key: str) -> int | None:
 
 def items_table(rows: list[tuple]) -> pa.Table:
     """Rows of (item_id, title, description, brand, categories) -> schema.ITEMS (text left empty)."""
-    ids, titles, descs, brands, cats = (list(c) for c in zip(*rows)) if rows else ([], [], [], [], [])
+    ids, titles, descs, brands, cats = (list(c) for c in zip(*rows, strict=False)) if rows else ([], [], [], [], [])
     return pa.table({"item_id": pa.array(ids, pa.int64()), "title": titles, "description": descs,
                      "brand": brands, "categories": pa.array(cats, pa.list_(pa.string())),
                      "text": pa.array([""] * len(ids), pa.string())}, schema=schema.ITEMS)
@@ -257,7 +257,7 @@ def load_minionerec(folder: Path, name: str = "", protocol: str = "strict", max_
     if sequences is None:  # rebuild each user's sequence: first history, then every target in file order
         seqs: dict[int, list[int]] = {}
         for split in ("train", "valid", "test"):
-            for u, h, t in zip(*splits[split]):
+            for u, h, t in zip(*splits[split], strict=False):
                 seqs.setdefault(u, list(h)).append(t)
         sequences = [(u, s, 0) for u, s in seqs.items()]
     samples = {s: samples_table(users.finish(splits[s][0]), splits[s][1], splits[s][2]) for s in splits}

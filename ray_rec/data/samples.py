@@ -30,7 +30,7 @@ def with_text(items: pa.Table, template: str, max_chars: int) -> pa.Table:
     """``items`` with the ``text`` column (re)computed from the template; cast to schema.ITEMS."""
     cols = {name: items.column(name).to_pylist() for name in ("title", "description", "brand", "categories")}
     texts = [render_text(t, d, b, c, template, max_chars)
-             for t, d, b, c in zip(cols["title"], cols["description"], cols["brand"], cols["categories"])]
+             for t, d, b, c in zip(cols["title"], cols["description"], cols["brand"], cols["categories"], strict=False)]
     items = items.drop_columns([c for c in ("text",) if c in items.column_names])
     return items.append_column("text", pa.array(texts, pa.string())).select(schema.ITEMS.names).cast(schema.ITEMS)
 
