@@ -88,3 +88,18 @@ def test_failed_prepare_leaves_no_artifact(tmp_path):
     with pytest.raises(InputError):
         run_prepare(DataConfig(run_dir=str(run), source="minionerec", path=str(folder)))
     assert not run.exists() or not any(run.rglob("*.parquet"))
+
+
+def test_train_csv_is_used_when_present(tmp_path):
+    folder = write_minionerec(tmp_path / "full")
+    (folder / "X.sequences.jsonl").unlink()
+    (folder / "X.train.csv").write_text(HEADER + 'A2,"[]",t1,[0],1,"[]",s\nB7,"[]",t2,"[0, 1]",2,"[]",s\n')
+    loaded = load_minionerec(folder)
+    assert loaded.info["train_protocol"] == "train.csv"
+    # a user id not of the A<digits> form makes every user numbered by first appearance
+    assert loaded.samples["train"].to_pylist() == [{"user_id": 0, "history": [0], "target": 1},
+                                                   {"user_id": 1, "history": [0, 1], "target": 2}]
+    # each user's sequence is rebuilt: first history, then every target (train, valid, test in order)
+    inter = loaded.interactions.to_pydict()
+    user0 = [i for u, i in zip(inter["user_id"], inter["item_id"], strict=True) if u == 0]
+    assert user0 == [0, 1, 3, 3]

@@ -174,6 +174,32 @@ def _reusable(out_dir: Path, key: str, ids: np.ndarray, hashes: np.ndarray) -> t
     return [have_ids[ok]], [have_vec[ok]]
 
 
+def embed_to_parts(ids: np.ndarray, texts: list[str], cfg: EmbedConfig, parts: Path,
+                   first_part: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Embed ``texts`` (ids (n,)), writing ``parts/part-XXXXX.parquet`` every ``cfg.flush_every`` vectors.
+    Returns the ids (k,) and vectors (k, d) of every part written."""
+    buffer: list[tuple[np.ndarray, np.ndarray]] = []
+    out_ids: list[np.ndarray] = []
+    out_vec: list[np.ndarray] = []
+
+    def flush() -> None:
+        if buffer:
+            out_ids.append(np.concatenate([b[0] for b in buffer]))
+            out_vec.append(np.concatenate([b[1] for b in buffer]))
+            part = parts / f"part-{first_part + len(out_ids):05d}.parquet"
+            write_parquet(embeddings_table(out_ids[-1], out_vec[-1]), part, schema.EMBEDDINGS)
+            buffer.clear()
+
+    def on_batch(batch_ids: np.ndarray, vectors: np.ndarray) -> None:
+        buffer.append((batch_ids, vectors))
+        if sum(len(b[0]) for b in buffer) >= cfg.flush_every:
+            flush()
+
+    embed_texts(ids, texts, cfg, on_batch)
+    flush()
+    return out_ids, out_vec
+
+
 def run_embed(cfg: EmbedConfig) -> Path:
     """Embed every item of ``cfg.run_dir`` lacking a vector; returns the embeddings.parquet path."""
     from ray_rec.data.prepare import read_items
@@ -208,24 +234,9 @@ def run_embed(cfg: EmbedConfig) -> Path:
     print(f"embed: {len(all_ids)} items, {int(todo.sum())} to embed")
     if todo.any():
         init_ray()
-        buffer: list[tuple[np.ndarray, np.ndarray]] = []
-
-        def flush():
-            if buffer:
-                ids = np.concatenate([b[0] for b in buffer])
-                vec = np.concatenate([b[1] for b in buffer])
-                part = out_dir / "parts" / f"part-{len(ids_list):05d}.parquet"
-                write_parquet(embeddings_table(ids, vec), part, schema.EMBEDDINGS)
-                ids_list.append(ids)
-                vec_list.append(vec)
-                buffer.clear()
-
-        def on_batch(ids, vec):
-            buffer.append((ids, vec))
-            if sum(len(b[0]) for b in buffer) >= cfg.flush_every:
-                flush()
-        embed_texts(all_ids[todo], texts, cfg, on_batch)
-        flush()
+        new_ids, new_vec = embed_to_parts(all_ids[todo], texts, cfg, out_dir / "parts", first_part=len(ids_list))
+        ids_list += new_ids
+        vec_list += new_vec
     ids = np.concatenate(ids_list)
     vectors = np.concatenate(vec_list)
     keep = np.isin(ids, all_ids)  # items removed since the last run are dropped

@@ -19,6 +19,7 @@ user, so the global 8:1:1 split by time is meaningful.
 from __future__ import annotations
 
 import numpy as np
+from tqdm import tqdm
 
 from ray_rec.data.config import SyntheticConfig
 from ray_rec.data.loaders import Loaded
@@ -163,7 +164,7 @@ def make_sequences(cfg: SyntheticConfig, type_of: np.ndarray, brand_of: np.ndarr
     types_in_cat = {c: [t for t in present if types[t][0] == c] or present for c in cats}
     picker = _Picker(type_of, brand_of, rng)
     users, items, times = [], [], []
-    for u in range(cfg.n_users):
+    for u in tqdm(range(cfg.n_users), desc="synthetic users", unit="user", disable=cfg.n_users < 50_000):
         prefs = rng.choice(len(cats), size=int(rng.integers(1, 3)), replace=False)
         fav_brands = rng.choice(6, size=2, replace=False)
         length = int(rng.integers(cfg.min_length, cfg.max_length + 1))
