@@ -118,6 +118,11 @@ def test_distinct_codes_finds_the_cheap_assignment():
     assert distinct_codes(cost, epsilon=0.05, iters=200).tolist() == [2, 0, 1]
 
 
+def test_distinct_codes_with_more_items_than_codes_leaves_the_worst_out():
+    cost = np.array([[0.0, 9.0], [9.0, 0.0], [1.0, 1.0]])
+    assert distinct_codes(cost, epsilon=0.05, iters=200).tolist() == [0, 1, -1]
+
+
 def test_balance_last_level_breaks_collisions_and_keeps_unique_items():
     codes = np.array([[0, 1], [0, 1], [0, 1], [0, 2], [1, 1]])
     cost = np.tile(np.array([3.0, 0.0, 1.0, 2.0]), (5, 1))  # everyone prefers code 1, then 2, 3, 0

@@ -164,7 +164,8 @@ def _finish(cfg: SIDConfig, started: float, item_ids: np.ndarray, x: np.ndarray,
     out_dir = RunPaths(cfg.run).sid_dir(cfg.out_name)
     final = resolve_collisions(quantizer, x, codes, cfg)
     report = sid_report(final, cfg.sizes, x, quantizer.decode(final[:, :cfg.levels]))
-    report.update(method=cfg.method, sizes=cfg.sizes, fit_seconds=round(fit_seconds, 3),
+    report.update(method=cfg.method, sizes=cfg.sizes, assigned_collisions=collision_stats(codes),
+                  fit_seconds=round(fit_seconds, 3),
                   seconds=round(time.time() - started, 3))
     codes_path = write_sid_artifacts(out_dir, item_ids, final, report, f"{cfg.out_name} ({cfg.method})")
     mark_done(out_dir, cfg, started, ignore=RUNTIME_FIELDS, **report_row(cfg.out_name, report))

@@ -74,23 +74,26 @@ def sinkhorn(cost: np.ndarray, row_mass: np.ndarray, col_mass: np.ndarray, epsil
 
 
 def distinct_codes(cost: np.ndarray, epsilon: float, iters: int) -> np.ndarray:
-    """(m, K) cost with m <= K -> (m,) distinct column per row, near the min-cost assignment.
+    """(m, K) cost -> (m,) distinct column per row near the min-cost assignment (-1: row left out).
 
-    A dummy row takes the K - m unused codes' mass, so each code carries at most one item in the
-    transport plan; the plan's largest entries are then taken greedily (row and column free).
+    Every code carries at most one item in the transport plan: a dummy row takes the mass of the
+    K - m codes left unused (m < K), or a dummy code the m - K items left out (m > K). The plan's
+    largest entries are then taken greedily while their row and column are free.
     """
     m, k = cost.shape
     scale = float(np.median(cost)) or 1.0
-    padded = np.vstack([cost, np.zeros((1, k))]) if m < k else cost
-    rows = np.concatenate([np.ones(m), [k - m]]) if m < k else np.ones(m)
-    plan = sinkhorn(padded, rows, np.ones(k), epsilon * scale, iters)[:m]
+    if m <= k:
+        padded, rows, cols = np.vstack([cost, np.zeros((1, k))]), np.r_[np.ones(m), k - m], np.ones(k)
+    else:
+        padded, rows, cols = np.hstack([cost, np.zeros((m, 1))]), np.ones(m), np.r_[np.ones(k), m - k]
+    plan = sinkhorn(padded, rows + 1e-9, cols + 1e-9, epsilon * scale, iters)[:m, :k]
     out = np.full(m, -1, dtype=np.int64)
     used_row, used_col = np.zeros(m, bool), np.zeros(k, bool)
     for flat in np.argsort(-plan, axis=None, kind="stable"):
         i, j = divmod(int(flat), k)
         if not used_row[i] and not used_col[j]:
             out[i], used_row[i], used_col[j] = j, True, True
-            if used_row.all():
+            if used_row.all() or used_col.all():
                 break
     return out
 
@@ -101,7 +104,8 @@ def balance_last_level(codes: np.ndarray, cost_fn: Callable[[np.ndarray], np.nda
 
     ``codes`` (n, L); ``cost_fn(rows)`` gives the (len(rows), K_L) last-level costs of those items.
     Items with a unique SID keep theirs and their codes; the colliding items of a prefix share the
-    codes left free. A prefix with more colliding items than free codes is left as it is.
+    codes left free. When a prefix has more colliding items than free codes, the items the plan
+    leaves out keep their code (and collide, for the de-duplication level to separate).
     """
     codes = codes.copy()
     hit = colliding(codes)
@@ -114,8 +118,8 @@ def balance_last_level(codes: np.ndarray, cost_fn: Callable[[np.ndarray], np.nda
         members = rows[prefix_of[rows] == prefix]
         taken = np.unique(codes[(prefix_of == prefix) & ~hit, -1])
         free = np.setdiff1d(np.arange(cost.shape[1]), taken)
-        if len(members) > len(free):
+        if len(free) == 0:
             continue
-        sub = cost[np.searchsorted(rows, members)][:, free]
-        codes[members, -1] = free[distinct_codes(sub, epsilon, iters)]
+        pick = distinct_codes(cost[np.searchsorted(rows, members)][:, free], epsilon, iters)
+        codes[members[pick >= 0], -1] = free[pick[pick >= 0]]
     return codes

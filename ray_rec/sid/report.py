@@ -140,7 +140,7 @@ def plot_usage(codes: np.ndarray, sizes: list[int], title: str = "") -> Any:
                      fontsize=9)
         ax.set_xlabel("code (sorted by items)")
         ax.set_ylabel("items")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper right")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
