@@ -73,7 +73,7 @@ def collate(examples: Examples, indices, pad_id: int) -> dict[str, torch.Tensor]
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.int64)
     mask = torch.zeros((len(rows), width), dtype=torch.int64)
     for r, (x, y) in enumerate(rows):
-        ids[r, :len(x)], labels[r, :len(y)], mask[r, :len(x)] = torch.as_tensor(x), torch.as_tensor(y), 1
+        ids[r, :len(x)], labels[r, :len(y)], mask[r, :len(x)] = torch.tensor(x), torch.tensor(y), 1
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
@@ -103,6 +103,31 @@ def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Meter:
+    """Training tokens/s of this rank over optimizer steps (forward, backward, step; no eval or
+    checkpoint), leaving out the first ``skip`` steps after a (re)start as warm-up."""
+
+    def __init__(self, skip: int = 1):
+        self.skip, self.steps, self.tokens, self.seconds = skip, 0, 0, 0.0
+
+    def add(self, tokens: int, seconds: float) -> None:
+        self.steps += 1
+        if self.steps > self.skip:
+            self.tokens, self.seconds = self.tokens + tokens, self.seconds + seconds
+
+    def rate(self) -> float:
+        return self.tokens / self.seconds if self.seconds else float("nan")
+
+    def reduce(self, device: torch.device, world: int) -> tuple[float, float]:
+        """(tokens/s summed over ranks, largest peak memory of any rank in MiB): a collective."""
+        rate = torch.tensor([self.rate() if self.seconds else 0.0], dtype=torch.float64, device=device)
+        peak = torch.tensor([peak_memory_mb(device)], dtype=torch.float64, device=device)
+        if world > 1:
+            torch.distributed.all_reduce(rate)
+            torch.distributed.all_reduce(peak, op=torch.distributed.ReduceOp.MAX)
+        return float(rate), float(peak)
 
 
 # ---------------------------------------------------------------- backends
@@ -215,7 +240,7 @@ def probe_logits(model, examples: Examples) -> list[float]:
     prompt_len = int(np.argmax(labels != IGNORE)) if (labels != IGNORE).any() else len(ids)
     was_training = model.training
     model.eval()
-    logits = model(input_ids=torch.as_tensor(ids[:prompt_len], dtype=torch.int64)[None].to(model.device)).logits
+    logits = model(input_ids=torch.tensor(ids[:prompt_len], dtype=torch.int64)[None].to(model.device)).logits
     model.train(was_training)
     return logits[0, -1].float().cpu().tolist()
 
@@ -257,46 +282,48 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # restore or build
     checkpoint = ray.train.get_checkpoint()
     state = {"step": 0, "best_valid": None, "bad_evals": 0, "stopped": False, "train": [], "valid": []}
-    restored = checkpoint.to_directory() if checkpoint else None
-    if restored:
-        from transformers import AutoModelForCausalLM
+    with contextlib.ExitStack() as stack:
+        restored = Path(stack.enter_context(checkpoint.as_directory())) if checkpoint else None
+        if restored:
+            from transformers import AutoModelForCausalLM
 
-        state = json.loads((Path(restored) / STATE_FILE).read_text())
-        state.setdefault("resumed_at", []).append(state["step"])
-        model = AutoModelForCausalLM.from_pretrained(restored, dtype=torch.float32)
-    else:
-        model = build_model(cfg.model, tokenizer, seed=cfg.train.seed)
-    if cfg.model.freeze_base:
-        freeze_base(model, data["first_new_id"])
-    backend = Backend(model, cfg, device)
-    if restored:
-        backend.load_optimizer(Path(restored))
+            state = json.loads((restored / STATE_FILE).read_text())
+            state.setdefault("resumed_at", []).append(state["step"])
+            model = AutoModelForCausalLM.from_pretrained(restored, dtype=torch.float32)
+        else:
+            model = build_model(cfg.model, tokenizer, seed=cfg.train.seed)
+        if cfg.model.freeze_base:
+            freeze_base(model, data["first_new_id"])
+        backend = Backend(model, cfg, device)
+        if restored:
+            backend.load_optimizer(restored)
     per_epoch = steps_per_epoch(len(train), cfg.train.global_batch_size)
     total = math.ceil(cfg.train.epochs * per_epoch)
     total = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
     if state["stopped"] or state["step"] >= total:
         return  # a finished run started again: nothing left to do
     micro = cfg.train.micro_batch_size
-    tokens, started, window = 0, time.perf_counter(), []
+    meter, window = Meter(), []
     backend.train(True)
     step = state["step"]
     while step < total:
         maybe_crash(cfg, step, rank, loop_config.get("crash_marker", ""))
         backend.set_lr(get_lr(step, total, cfg.train.lr, cfg.train.warmup_steps, cfg.train.min_lr_ratio))
         mine = rank_indices(step, len(train), cfg, rank)
-        losses = []
+        losses, tokens, t0 = [], 0, time.perf_counter()
         for m in range(cfg.grad_accum):
             batch = collate(train, mine[m * micro:(m + 1) * micro], pad_id)
             tokens += int(batch["attention_mask"].sum())
             losses.append(backend.forward_backward(batch, last=m == cfg.grad_accum - 1))
         backend.step()
+        meter.add(tokens, time.perf_counter() - t0)
         step += 1
         state["train"].append([step, float(np.mean(losses))])
         window.append(float(np.mean(losses)))
         if rank == 0 and step % cfg.train.log_every == 0:
             log(f"[sft] step {step}/{total} loss {np.mean(window):.4f} "
                 f"lr {backend.optimizer.param_groups[0]['lr']:.2e} "
-                f"{tokens * world / (time.perf_counter() - started):.0f} tok/s")
+                f"~{meter.rate() * world:.0f} tok/s")
             window = []
 
         last = step == total
@@ -311,10 +338,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         state["step"], state["stopped"] = step, stop
         if rank == 0:
             state["probe"] = probe_logits(backend.module, valid if len(valid) else train)
-        elapsed = time.perf_counter() - started
-        metrics = {"step": step, "epoch": step / per_epoch, "train_loss": float(np.mean(state["train"][-1][1])),
+        rate, peak = meter.reduce(device, world)
+        metrics = {"step": step, "epoch": step / per_epoch, "train_loss": state["train"][-1][1],
                    "valid_loss": loss, "best_valid_loss": state["best_valid"], "done": last or stop,
-                   "tokens_per_s": tokens * world / elapsed, "peak_memory_mb": peak_memory_mb(device)}
+                   "tokens_per_s": rate, "peak_memory_mb_per_worker": peak}
         tmp = save_checkpoint(backend, tokenizer, state, rank)
         with tmp:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp.name),
