@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from bench.common import RESULTS, write_result  # noqa: E402
 
@@ -148,15 +149,16 @@ def generative_row(paths: Any, dataset: str, protocol: str, seed: int, args: arg
     from ray_rec.train.run import run_sft
 
     method = write_shipped_codes(paths, dataset)
-    sft_cfg = load_config(SFTConfig, None, args.sft_set, base={
-        "run": str(paths.root), "sid_method": method, "name": f"sft-seed{seed}",
-        "tasks": {"max_history": DATASETS[dataset]["max_history"]}, "train": {"seed": seed}})
+    # the committed configs, then this run's folder and SIDs, then the command line's --sft-set
+    sft_cfg = load_config(SFTConfig, args.sft_config, [
+        f"run={paths.root}", f"sid_method={method}", f"name=sft-seed{seed}",
+        f"tasks.max_history={DATASETS[dataset]['max_history']}", f"train.seed={seed}", *args.sft_set])
     started = time.perf_counter()
     model_dir = run_sft(sft_cfg)
     sft_seconds = time.perf_counter() - started
-    eval_cfg = load_config(EvalConfig, None, args.eval_set, base={
-        "run": str(paths.root), "checkpoint": str(model_dir), "sid_method": method, "split": "test",
-        "name": f"sft-seed{seed}", "ks": [1, 3, 5, 10, 20, 50]})
+    eval_cfg = load_config(EvalConfig, args.eval_config, [
+        f"run={paths.root}", f"checkpoint={model_dir}", f"sid_method={method}", "split=test",
+        f"name=sft-seed{seed}", *args.eval_set])
     started = time.perf_counter()
     metrics = run_evaluate(eval_cfg)
     test = {k: v for k, v in metrics.items() if k.startswith(("hr@", "ndcg@"))}
@@ -247,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="SASRecConfig override for every run, e.g. dropout=0.3")
     parser.add_argument("--sft-set", action="append", default=[], metavar="KEY=VALUE",
                         help="SFTConfig override of the generative row, e.g. train.epochs=10")
+    parser.add_argument("--sft-config", default=str(ROOT / "jobs/configs/sft.yaml"), help="SFT YAML of the generative row")
+    parser.add_argument("--eval-config", default=str(ROOT / "jobs/configs/evaluate.yaml"),
+                        help="evaluation YAML of the generative row")
     parser.add_argument("--eval-set", action="append", default=[], metavar="KEY=VALUE",
                         help="EvalConfig override of the generative row, e.g. num_actors=2")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/ray_rec_quality"), help="run folders go here")
