@@ -206,3 +206,14 @@ def test_local_model_folder_gets_sid_tokens(tmp_path, tok):
     assert len(t) == len(plain) + 8 and model.get_input_embeddings().num_embeddings >= len(t)
     assert t.convert_tokens_to_ids("<b_3>") == len(t) - 1
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "qwen2"
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    from ray_rec.cli import main
+
+    off = [x for t in TASKS for x in ("--set", f"tasks.{t}=0")]
+    assert main(["sft", "--run", str(tmp_path), *off]) == 2
+    assert "task mix is empty" in capsys.readouterr().err
+    assert main(["sft", "--run", str(tmp_path), "--set", "train.lr=1e-3"]) == 2  # nothing prepared in the run
+    err = capsys.readouterr().err
+    assert "codes.parquet does not exist; run the SID stage first" in err and len(err.strip().splitlines()) == 1

@@ -163,10 +163,10 @@ def run_sft(cfg: SFTConfig) -> Path:
         print(f"sft: {paths.sft_model} is up to date for this config; skipping")
         return paths.sft_model
     started = time.time()
+    inputs = prepare_inputs(cfg)  # bad input fails here, before Ray starts
     init_ray()
     import ray
 
-    inputs = prepare_inputs(cfg)
     print(f"sft: {inputs['meta']['train_examples']} train examples ({inputs['meta']['train_tokens']} tokens), "
           f"{inputs['meta']['valid_examples']} valid; tasks {inputs['meta']['task_counts']}")
     ref = ray.put({k: inputs[k] for k in ("tokenizer", "train", "valid", "first_new_id")})
