@@ -2,7 +2,7 @@
 
 For each data set and protocol: the data stage (``ray_rec.data.prepare.run_prepare``) writes a run
 folder, SASRec is trained under Ray Train (``ray_rec.baseline.train.run_sasrec``) for each seed, and
-the generative model, when asked for (``--generative``), goes through embeddings -> SIDs -> SFT ->
+the generative model, when asked for (``--rows sasrec,generative``), goes through the shipped SIDs -> SFT ->
 constrained beam search (:func:`generative_row`). All rows are scored by ``ray_rec.metrics``.
 
 * Industrial (MiniOneRec's exact test rows): ``strict`` trains only on windows whose target lies in
@@ -15,7 +15,7 @@ Writes bench/results/quality.json and quality.md. Run by hand (never in the test
     python bench/quality.py                                  # Industrial both protocols + Scientific, 1 seed
     python bench/quality.py --datasets industrial --seeds 3
     python bench/quality.py --datasets beauty --time-limit 600 --workers 2
-    python bench/quality.py --datasets industrial --generative
+    python bench/quality.py --datasets industrial --protocols strict --rows sasrec,generative
 """
 
 from __future__ import annotations
@@ -219,16 +219,21 @@ def run_block(dataset: str, protocol: str, args: argparse.Namespace, strict_epoc
     paths = prepare(dataset, protocol, args.work_dir)
     # valid rows are trained on: no clean early stopping, so the strict run's epoch count (or 20)
     epochs = (strict_epochs or 20) if protocol == "train+valid" else None
-    runs = []
-    for seed in range(args.seeds):
-        runs.append(sasrec_row(paths, dataset, protocol, seed, args, epochs))
-        t = runs[-1]["test"]
-        print(f"[{dataset}/{protocol}] SASRec seed {seed}: HR@10 {t['hr@10']:.4f} NDCG@10 {t['ndcg@10']:.4f} "
-              f"({runs[-1]['train_seconds']:.0f} s, best epoch {runs[-1]['best_epoch']}/{runs[-1]['epochs']})",
-              flush=True)
-    ours = {f"SASRec (ours, {args.seeds} seed{'s' * (args.seeds > 1)})": mean_row(runs)}
-    if args.generative:
-        ours["SFT (ours)"] = mean_row([generative_row(paths, dataset, protocol, 0, args)])
+    ours: dict[str, Any] = {}
+    if "sasrec" in args.rows:
+        runs = []
+        for seed in range(args.seeds):
+            runs.append(sasrec_row(paths, dataset, protocol, seed, args, epochs))
+            t = runs[-1]["test"]
+            print(f"[{dataset}/{protocol}] SASRec seed {seed}: HR@10 {t['hr@10']:.4f} NDCG@10 {t['ndcg@10']:.4f} "
+                  f"({runs[-1]['train_seconds']:.0f} s, best epoch {runs[-1]['best_epoch']}/{runs[-1]['epochs']})",
+                  flush=True)
+        ours[f"SASRec (ours, {args.seeds} seed{'s' * (args.seeds > 1)})"] = mean_row(runs)
+    if "generative" in args.rows:
+        row = generative_row(paths, dataset, protocol, 0, args)
+        print(f"[{dataset}/{protocol}] SFT: HR@10 {row['test']['hr@10']:.4f} NDCG@10 {row['test']['ndcg@10']:.4f} "
+              f"(SFT {row['train_seconds']:.0f} s, CC {row['cc']})", flush=True)
+        ours["SFT (ours, shipped SIDs)"] = mean_row([row])
     references = reference_rows(dataset, protocol)
     block_ratios = {f"{mine} / {ref}": ratios(row["test"], references[ref])
                     for mine, row in ours.items() for ref in references if ref.startswith("SASRec")}
@@ -244,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1, help="SASRec seeds per table (mean reported)")
     parser.add_argument("--workers", type=int, default=1, help="Ray Train workers per SASRec run")
     parser.add_argument("--time-limit", type=float, default=900.0, help="seconds of training per SASRec run (0 = none)")
-    parser.add_argument("--generative", action="store_true", help="add the SFT model's row (slow)")
+    parser.add_argument("--rows", default="sasrec", help="comma list of sasrec, generative (the SFT model: slow)")
     parser.add_argument("--sasrec-set", action="append", default=[], metavar="KEY=VALUE",
                         help="SASRecConfig override for every run, e.g. dropout=0.3")
     parser.add_argument("--sft-set", action="append", default=[], metavar="KEY=VALUE",
@@ -272,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         strict_epochs = None
         for protocol in protocols:
             block = run_block(dataset, protocol, args, strict_epochs)
-            if protocol == "strict":
+            if protocol == "strict" and "sasrec" in args.rows:
                 runs = next(iter(block["ours"].values()))["runs"]
                 strict_epochs = int(round(np.mean([r["best_epoch"] for r in runs])))
             results["tables"][f"{dataset} ({protocol})"] = block
