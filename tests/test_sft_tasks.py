@@ -217,3 +217,14 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert main(["sft", "--run", str(tmp_path), "--set", "train.lr=1e-3"]) == 2  # nothing prepared in the run
     err = capsys.readouterr().err
     assert "codes.parquet does not exist; run the SID stage first" in err and len(err.strip().splitlines()) == 1
+
+
+def test_docstring_examples():
+    import doctest
+
+    from ray_rec.train import deepspeed_config as dsc
+    from ray_rec.train import loop
+
+    for module in (prompts, tasks, loop, dsc):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

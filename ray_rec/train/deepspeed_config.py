@@ -25,7 +25,9 @@ def use_bf16(cfg: SFTConfig) -> bool:
 def deepspeed_config(cfg: SFTConfig) -> dict[str, Any]:
     """ZeRO config for ``cfg.scaling.num_workers`` ranks: batch sizes, precision, clipping, sharding."""
     gpu = cfg.scaling.use_gpu
-    bucket = int(5e8) if gpu else int(5e7)  # smaller buckets: gloo on a CPU prefers many small messages
+    # contiguous_gradients keeps a reduce buffer of this many elements per rank: 5e8 is 2 GB of fp32, too
+    # much for CPU workers sharing a small machine
+    bucket = int(5e8) if gpu else int(5e7)
     return {
         "train_batch_size": cfg.train.global_batch_size,
         "train_micro_batch_size_per_gpu": cfg.train.micro_batch_size,
