@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +14,7 @@ from ray_rec.cli import main
 from ray_rec.data.schema import CODES, SAMPLES
 from ray_rec.errors import InputError
 from ray_rec.eval.config import EvalConfig
-from ray_rec.eval.evaluate import PREDICTIONS, run_evaluate, score
+from ray_rec.eval.evaluate import PREDICTIONS, newer_than_inputs, run_evaluate, score
 from ray_rec.eval.tiny_lm import save_tiny_lm
 from ray_rec.io import write_parquet
 from ray_rec.paths import RunPaths
@@ -95,3 +96,15 @@ def test_bad_input_names_file_line_and_field(tmp_path):
                                 ks=[1, 5]))
     with pytest.raises(InputError, match="top_k"):
         EvalConfig(num_beams=5, top_k=10)
+
+
+def test_a_retrained_checkpoint_makes_a_finished_evaluation_stale(tmp_path):
+    out, model = tmp_path / "eval", tmp_path / "model"
+    out.mkdir()
+    model.mkdir()
+    (model / "model.safetensors").write_text("weights")
+    (out / "stage.json").write_text("{}")
+    assert newer_than_inputs(out, [model])
+    later = (out / "stage.json").stat().st_mtime + 10
+    os.utime(model / "model.safetensors", (later, later))  # the SFT stage wrote new weights
+    assert not newer_than_inputs(out, [model])

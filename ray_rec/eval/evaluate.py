@@ -181,18 +181,27 @@ def require_gpus(cfg: EvalConfig) -> None:
         raise InputError("device=cuda but the Ray cluster has no GPU; use --device cpu")
 
 
+def newer_than_inputs(out_dir: Path, inputs: list[Path]) -> bool:
+    """True when ``out_dir``'s stage.json was written after every file of ``inputs`` (files or folders)
+    last changed: a retrained checkpoint or rebuilt SIDs make a finished evaluation stale."""
+    stamp = out_dir / "stage.json"
+    files = [f for p in inputs for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()]
+    return stamp.is_file() and all(f.stat().st_mtime <= stamp.stat().st_mtime for f in files)
+
+
 def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
-    """Evaluate ``cfg.checkpoint`` on ``cfg.split``; write and return the metrics (a skipped, already
-    finished evaluation returns its saved metrics)."""
+    """Evaluate ``cfg.checkpoint`` on ``cfg.split``; write and return the metrics. An evaluation already
+    finished with the same config, checkpoint, SIDs and samples is not redone (its metrics are returned)."""
     paths = RunPaths(cfg.run)
     out_dir = paths.eval_dir(cfg.name) / cfg.split
-    if is_done(out_dir, cfg, ignore=_LAYOUT_FIELDS):
-        return json.loads((out_dir / "metrics.json").read_text())
     checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else paths.sft_model
     if not (checkpoint / "config.json").is_file():
         raise InputError(f"{checkpoint}: no Hugging Face model (config.json missing); train one with `ray-rec sft` "
                          "or pass --checkpoint")
     codes_path = paths.codes(cfg.sid_method or trained_sid_method(checkpoint))
+    if is_done(out_dir, cfg, ignore=_LAYOUT_FIELDS) and newer_than_inputs(
+            out_dir, [checkpoint, codes_path, paths.samples(cfg.split)]):
+        return json.loads((out_dir / "metrics.json").read_text())
     item_ids, _ = read_codes(codes_path)
     samples = read_samples(paths.samples(cfg.split), item_ids, cfg.max_users)
     if len(samples) == 0:
