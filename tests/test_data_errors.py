@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-from ray_rec.data.config import DataConfig
+from ray_rec.data.config import DataConfig, SyntheticConfig
 from ray_rec.data.loaders import load_lcrec, load_minionerec
 from ray_rec.data.prepare import run_prepare
 from ray_rec.errors import InputError
+from ray_rec.stage import is_done
 
 HEADER = "user_id,history_item_title,item_title,history_item_id,item_id,history_item_sid,item_sid\n"
 
@@ -88,6 +89,14 @@ def test_failed_prepare_leaves_no_artifact(tmp_path):
     with pytest.raises(InputError):
         run_prepare(DataConfig(run_dir=str(run), source="minionerec", path=str(folder)))
     assert not run.exists() or not any(run.rglob("*.parquet"))
+    # over a finished run: the failed attempt un-marks it, so nothing mixed can pass for done
+    good = DataConfig(run_dir=str(run), synthetic=SyntheticConfig(n_items=100, n_users=20))
+    paths = run_prepare(good)
+    assert is_done(paths.data_dir, good, ignore=("num_cpus",))
+    with pytest.raises(InputError):
+        run_prepare(DataConfig(run_dir=str(run), source="minionerec", path=str(folder)))
+    assert not is_done(paths.data_dir, good, ignore=("num_cpus",))
+    assert not list(paths.data_dir.glob(".*.tmp"))
 
 
 def test_train_csv_is_used_when_present(tmp_path):

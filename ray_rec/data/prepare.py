@@ -32,7 +32,7 @@ from ray_rec.data.samples import with_text
 from ray_rec.errors import InputError
 from ray_rec.io import write_json, write_parquet
 from ray_rec.paths import SPLITS, RunPaths
-from ray_rec.stage import is_done, mark_done
+from ray_rec.stage import STAGE_FILE, is_done, mark_done
 
 
 def _as_paths(paths: RunPaths | str | Path) -> RunPaths:
@@ -152,6 +152,8 @@ def run_prepare(cfg: DataConfig) -> RunPaths:
         print(f"data: {paths.data_dir} is up to date (same config); skipped")
         return paths
     started = time.time()
+    # the old stage record goes first: a crash while new artifacts replace old ones must not look done
+    (paths.data_dir / STAGE_FILE).unlink(missing_ok=True)
     loaded = load_source(cfg)
     validate(loaded)
     manifest = write_artifacts(loaded, paths, cfg)
