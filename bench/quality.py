@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
                 strict_epochs = int(round(np.mean([r["best_epoch"] for r in runs])))
             results["tables"][f"{dataset} ({protocol})"] = block
             write_result(args.name, results)  # keep what is done if a later table fails
-    (RESULTS / f"{args.name}.md").write_text(markdown(results))
+            (RESULTS / f"{args.name}.md").write_text(markdown(results))
     print(markdown(results))
     return 0
 
