@@ -110,3 +110,16 @@ def test_cli_bad_jsonl_fails_before_writing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and f"{bad}:2:" in err and "item id 500" in err
     assert not run.exists()
+
+
+def test_cluster_yaml_is_valid_and_commented():
+    import yaml
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    text = open("cluster.yaml").read()
+    cfg = yaml.safe_load(text)
+    validate_config(prepare_config(cfg))  # Ray's own launcher schema
+    assert set(cfg["available_node_types"]) == {"head", "gpu_a100", "gpu_h100"}
+    keys = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith(("#", "-"))]
+    uncommented = [line for line in keys if "#" not in line and not line.rstrip().endswith(":")]
+    assert not uncommented, uncommented
