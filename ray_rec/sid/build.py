@@ -97,14 +97,14 @@ def fit_method(x: np.ndarray, cfg: SIDConfig) -> tuple[Quantizer, np.ndarray | N
         return fit_rqkmeans(x, sizes, cfg.seed, cfg.kmeans_iters, cfg.threads), None
     if cfg.method == "rqkmeans_constrained":
         from ray_rec.sid.constrained import fit_constrained
-        return fit_constrained(x, sizes, cfg.seed, cfg.balance_slack, cfg.constrained_init)
+        return fit_constrained(x, sizes, cfg.seed, cfg.balance_slack, cfg.constrained_init, cfg.constrained_iters)
     if cfg.method == "rqvae":
         from ray_rec.sid.rqvae import fit_rqvae
         return fit_rqvae(x, sizes, cfg.hidden_dims, cfg.latent_dim, cfg.seed, cfg.epochs, cfg.batch_size,
                          cfg.lr, cfg.beta, cfg.dead_code_every, cfg.kmeans_iters), None
     from ray_rec.sid.rqkmeans_plus import fit_rqkmeans_plus
     return fit_rqkmeans_plus(x, sizes, cfg.plus_hidden_dim, cfg.seed, cfg.balance_slack, cfg.constrained_init,
-                             cfg.epochs, cfg.batch_size, cfg.lr, cfg.beta, cfg.dead_code_every), None
+                             cfg.constrained_iters, cfg.epochs, cfg.batch_size, cfg.lr, cfg.beta, cfg.dead_code_every), None
 
 
 def _fit_sample(x: np.ndarray, cfg: SIDConfig) -> tuple[Quantizer, np.ndarray | None, np.ndarray, float]:

@@ -35,6 +35,7 @@ class SIDConfig:
     # balanced k-means
     balance_slack: float = option(0.5, help="constrained: cluster sizes lie in [(1-s)*n/K, (1+s)*n/K]; 0 = exactly equal")
     constrained_init: int = option(1, help="constrained: k-means-constrained restarts (n_init) per level; more is slower")
+    constrained_iters: int = option(100, help="constrained: most Lloyd iterations per level (each solves a min-cost flow, ~0.1-0.3 s)")
     # collision handling
     sinkhorn: bool | None = option(None, help="re-assign the last level of colliding items by a balanced (Sinkhorn) plan; null = on for rqvae/rqkmeans_plus")
     sinkhorn_epsilon: float = option(0.05, help="Sinkhorn entropic regularisation, relative to the median cost")
@@ -44,7 +45,7 @@ class SIDConfig:
     hidden_dims: list[int] = option([512, 256], help="rqvae: MLP encoder hidden sizes (the decoder mirrors them)")
     latent_dim: int = option(64, help="rqvae: latent size quantized by the codebooks")
     plus_hidden_dim: int = option(256, help="rqkmeans_plus: hidden size of the residual MLPs (z = x + MLP(x))")
-    epochs: int = option(200, help="rqvae/rqkmeans_plus: passes over the items")
+    epochs: int = option(100, help="rqvae/rqkmeans_plus: passes over the items")
     batch_size: int = option(512, help="rqvae/rqkmeans_plus: items per optimizer step")
     lr: float = option(1e-3, help="rqvae/rqkmeans_plus: Adam learning rate")
     beta: float = option(0.25, help="rqvae/rqkmeans_plus: commitment loss weight")
@@ -65,7 +66,7 @@ class SIDConfig:
         if not 0 <= self.balance_slack < 1:
             raise ConfigError(f"balance_slack must lie in [0, 1), got {self.balance_slack}")
         for key in ("kmeans_iters", "epochs", "batch_size", "latent_dim", "plus_hidden_dim", "assign_chunk",
-                    "threads", "constrained_init", "sinkhorn_iters"):
+                    "threads", "constrained_init", "constrained_iters", "sinkhorn_iters"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.fit_items < 0 or self.num_cpus < 0 or self.dead_code_every < 0:

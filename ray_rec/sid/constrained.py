@@ -34,7 +34,7 @@ def size_bounds(n: int, k: int, slack: float) -> tuple[int, int]:
 
 
 def fit_constrained(x: np.ndarray, sizes: list[int], seed: int = 0, slack: float = 0.5,
-                    n_init: int = 1, max_iter: int = 300) -> tuple[ResidualCodebooks, np.ndarray]:
+                    n_init: int = 1, max_iter: int = 100) -> tuple[ResidualCodebooks, np.ndarray]:
     """(n, d) item vectors -> (codebooks with L arrays (K_l, d), balanced codes (n, L) int64)."""
     from k_means_constrained import KMeansConstrained
 

@@ -34,11 +34,11 @@ class ResidualMLP(nn.Module):
 
 
 def fit_rqkmeans_plus(x: np.ndarray, sizes: list[int], hidden_dim: int = 256, seed: int = 0,
-                      slack: float = 0.5, n_init: int = 1, epochs: int = 100, batch_size: int = 512,
+                      slack: float = 0.5, n_init: int = 1, max_iter: int = 100, epochs: int = 100, batch_size: int = 512,
                       lr: float = 1e-3, beta: float = 0.25, dead_code_every: int = 10) -> NeuralQuantizer:
     """(n, d) item vectors -> a trained RQ-KMeans+ model with L codebooks of shapes (K_l, d)."""
     x = check_embeddings(x, min_items=max(sizes))
-    warm, _ = fit_constrained(x, sizes, seed=seed, slack=slack, n_init=n_init)
+    warm, _ = fit_constrained(x, sizes, seed=seed, slack=slack, n_init=n_init, max_iter=max_iter)
     torch.manual_seed(seed)
     model = RQModel(ResidualMLP(x.shape[1], hidden_dim), ResidualMLP(x.shape[1], hidden_dim),
                     warm.codebooks, beta)
