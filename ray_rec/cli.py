@@ -25,6 +25,7 @@ GROUPS = {
     "evaluate": "ray_rec.eval.cli",
     "sft": "ray_rec.train.cli",
     "sid": "ray_rec.sid.cli",
+    "pipeline": "ray_rec.pipeline.cli",
 }
 
 

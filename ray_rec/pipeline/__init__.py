@@ -1,0 +1,1 @@
+"""The whole pipeline as one job: catalogue -> embeddings -> SIDs -> SFT -> evaluation, plus SASRec."""

@@ -1,0 +1,46 @@
+"""PipelineConfig: one section per stage, each the stage's own config; ``run_dir`` is shared.
+
+Load it like any stage config::
+
+    ray-rec pipeline run --config jobs/configs/pipeline.yaml --set sft.train.epochs=2
+
+Every section keeps the stage's defaults unless set; the pipeline overwrites each section's run folder
+with ``run_dir`` so the stages chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ray_rec.baseline.config import SASRecConfig
+from ray_rec.config import ConfigError, option
+from ray_rec.data.config import DataConfig, EmbedConfig
+from ray_rec.eval.config import EvalConfig
+from ray_rec.sid.config import SIDConfig
+from ray_rec.train.config import SFTConfig
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The main job: every stage on one run folder, on a local Ray or the cluster at RAY_ADDRESS."""
+
+    run_dir: str = option("runs/default", help="run folder shared by every stage (its run/run_dir keys are overwritten)")
+    num_cpus: int = option(4, help="logical CPUs of a local Ray (more than the cores lets Train workers and Data "
+                                   "actors coexist on a small machine); ignored when RAY_ADDRESS is set")
+    stages: list[str] = option(["data", "embed", "sid", "sft", "evaluate", "sasrec"],
+                               help="stages to run, in this order (a subset skips the others)")
+    data: DataConfig = option(DataConfig(), help="data stage (default: the synthetic catalogue)")
+    embed: EmbedConfig = option(EmbedConfig(), help="item-text embedding stage")
+    sid: SIDConfig = option(SIDConfig(), help="semantic-ID stage")
+    sft: SFTConfig = option(SFTConfig(), help="SFT stage")
+    evaluate: EvalConfig = option(EvalConfig(), help="constrained-beam evaluation of the SFT model")
+    sasrec: SASRecConfig = option(SASRecConfig(), help="the SASRec baseline")
+
+    def __post_init__(self) -> None:
+        valid = ["data", "embed", "sid", "sft", "evaluate", "sasrec"]
+        unknown = [s for s in self.stages if s not in valid]
+        if unknown:
+            raise ConfigError(f"stages: unknown stage(s) {unknown}; valid stages: {', '.join(valid)}")
+        if self.sft.sid_method != self.sid.out_name:
+            raise ConfigError(f"sft.sid_method={self.sft.sid_method!r} but the SID stage writes sid/{self.sid.out_name}; "
+                              f"set sft.sid_method={self.sid.out_name}")
