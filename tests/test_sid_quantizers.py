@@ -180,3 +180,11 @@ def test_config_rules():
     with pytest.raises(ConfigError, match="valid keys"):
         load_config(SIDConfig, None, ["codebooks=3"])
     assert load_config(SIDConfig, None, ["codebook_size=[4,4,4]", "method=rqvae"]).sizes == [4, 4, 4]
+
+
+@pytest.mark.parametrize("name", ["sid.yaml", "sid_smoke.yaml", "sid_rqvae.yaml"])
+def test_shipped_configs_load(name):
+    from pathlib import Path
+
+    cfg = load_config(SIDConfig, Path(__file__).resolve().parents[1] / "jobs" / "configs" / name)
+    assert cfg.levels == 3 and len(cfg.sizes) == 3
