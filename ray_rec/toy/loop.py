@@ -206,6 +206,7 @@ def fit(cfg: ToyConfig, seqs: list[list[int]], session: Session) -> dict[str, An
         metrics: dict[str, Any] = {
             "epoch": epoch + 1, "step": step, "resumed_from_epoch": start_epoch,
             "train_loss": sum(s for s, _ in losses) / max(1, sum(n for _, n in losses)),
+            "train_samples": sum(n for _, n in losses),
             "samples_per_s": world * seen / max(seconds, 1e-9),
             **evaluate(model, splits["valid"], session, cfg.ks, tc.eval_batch_size),
         }
