@@ -10,8 +10,7 @@ import pytest
 
 from ray_rec.data.schema import CODES
 from ray_rec.errors import InputError
-from ray_rec.sid.index_io import (codes_from_index_json, read_codes, read_index_json, write_codes,
-                                  write_index_json)
+from ray_rec.sid.index_io import codes_from_index_json, read_codes, read_index_json, write_codes, write_index_json
 from ray_rec.sid.report import sid_report
 
 

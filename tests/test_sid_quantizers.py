@@ -30,7 +30,7 @@ def two_level_data(replicas: int = 5, seed: int = 0) -> tuple[np.ndarray, np.nda
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     """Codes equal up to renaming: a one-to-one map between the labels of a and b."""
-    pairs = set(zip(a.tolist(), b.tolist()))
+    pairs = set(zip(a.tolist(), b.tolist(), strict=True))
     return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
 
 
@@ -69,7 +69,7 @@ def test_same_seed_same_codes_other_seed_other_codebooks():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 8)).astype(np.float32)
     a, b = fit_rqkmeans(x, [8, 8], seed=3), fit_rqkmeans(x, [8, 8], seed=3)
-    assert all(np.array_equal(u, v) for u, v in zip(a.codebooks, b.codebooks))
+    assert all(np.array_equal(u, v) for u, v in zip(a.codebooks, b.codebooks, strict=True))
     assert not np.array_equal(a.codebooks[0], fit_rqkmeans(x, [8, 8], seed=4).codebooks[0])
     v1 = fit_rqvae(x, [8, 8], [16], 4, seed=1, epochs=3, batch_size=64, kmeans_iters=5)
     v2 = fit_rqvae(x, [8, 8], [16], 4, seed=1, epochs=3, batch_size=64, kmeans_iters=5)
@@ -86,7 +86,7 @@ def test_rqvae_trains_and_every_parameter_moves():
     torch.manual_seed(0)  # fit_rqvae builds the encoder, then the decoder, right after seeding
     fresh = [*mlp([2, 16, 4]).parameters(), *mlp([4, 16, 2]).parameters()]
     trained = [*q.model.encoder.parameters(), *q.model.decoder.parameters()]
-    assert all(not torch.equal(a, b) for a, b in zip(fresh, trained))
+    assert all(not torch.equal(a, b) for a, b in zip(fresh, trained, strict=True))
     codes = q.encode(x)
     assert codes.shape == (128, 2) and codes.min() >= 0 and codes.max() < 4
     assert q.decode(codes).shape == x.shape and q.last_level_cost(x, codes).shape == (128, 4)

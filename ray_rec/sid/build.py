@@ -199,14 +199,14 @@ def _build_group(cfgs: list[SIDConfig], item_ids: np.ndarray, x: np.ndarray, sta
 
     fits = fit_parallel(x, cfgs)
     pending = []
-    for cfg, (quantizer, fit_codes, fit_rows, _) in zip(cfgs, fits):
+    for cfg, (quantizer, fit_codes, fit_rows, _) in zip(cfgs, fits, strict=True):
         codes = np.empty((len(x), cfg.levels), dtype=np.int64)
         rest = np.arange(len(x))
         if fit_codes is not None:
             codes[fit_rows] = fit_codes
             rest = np.setdiff1d(rest, fit_rows)
         pending.append((codes, rest, assign_codes(quantizer, x, rest, cfg)))
-    for cfg, (quantizer, _, _, fit_seconds), (codes, rest, refs) in zip(cfgs, fits, pending):
+    for cfg, (quantizer, _, _, fit_seconds), (codes, rest, refs) in zip(cfgs, fits, pending, strict=True):
         if len(rest):
             codes[rest] = np.concatenate(ray.get(refs))
         _finish(cfg, started, item_ids, x, quantizer, codes, fit_seconds)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ray_rec.sid.collisions import PAD, sid_groups
+from ray_rec.sid.tokens import LEVEL_LETTERS
 
 
 def entropy_bits(counts: np.ndarray) -> float:
@@ -116,8 +117,8 @@ def format_report(reports: dict[str, dict[str, Any]]) -> str:
     cols = list(rows[0]) if rows else []
     cells = [[str(r[c]) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)
 
 
@@ -130,12 +131,12 @@ def plot_usage(codes: np.ndarray, sizes: list[int], title: str = "") -> Any:
 
     usage = level_usage(codes, sizes)
     fig, axes = plt.subplots(1, len(usage), figsize=(4 * len(usage), 3), squeeze=False)
-    for ax, lv in zip(axes[0], usage):
+    for ax, lv in zip(axes[0], usage, strict=True):
         col = codes[:, lv["level"]]
         counts = np.sort(np.bincount(col[col != PAD], minlength=lv["codebook_size"]))[::-1]
         ax.bar(np.arange(len(counts)), counts, width=1.0, color="tab:blue")
         ax.axhline(lv["items"] / lv["codebook_size"], color="tab:red", lw=1, label="uniform")
-        kind = "dedup level" if lv["dedup"] else f"level {lv['level']}"
+        kind = f"{'dedup level' if lv['dedup'] else 'level'} <{LEVEL_LETTERS[lv['level']]}_*>"
         ax.set_title(f"{kind}: {lv['codes_used']}/{lv['codebook_size']} used, H={lv['entropy_bits']:.2f} bits",
                      fontsize=9)
         ax.set_xlabel("code (sorted by items)")

@@ -22,14 +22,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ray_rec.sid.quantize import (Quantizer, check_embeddings, kmeans, nearest, residual_encode,
-                                  squared_distances)
+from ray_rec.sid.quantize import Quantizer, check_embeddings, kmeans, nearest, residual_encode, squared_distances
 
 
 def mlp(dims: list[int]) -> nn.Sequential:
     """Linear layers through ``dims`` with ReLU between them (none after the last)."""
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
         layers.append(nn.Linear(a, b))
         if i < len(dims) - 2:
             layers.append(nn.ReLU())
