@@ -81,12 +81,12 @@ def test_ray_job_submit_short_toy_run(local_head, tmp_path):
     env["RAY_ADDRESS"] = local_head
     env["RAY_AUTH_MODE"] = "token"  # Ray 2.60 enables token auth; the submitter must say so (STACK.md)
     run_dir, name = tmp_path / "run", f"job-{uuid.uuid4().hex[:8]}"
-    cmd = [str(BIN / "ray"), "job", "submit", "--",
-           "ray-rec", "toy", "train", "--config", str(ROOT / "jobs/configs/toy_smoke.yaml"),
+    # The recipe itself: ray job submit --working-dir . --runtime-env jobs/runtime_env.yaml -- ray-rec toy train
+    cmd = [str(ROOT / "jobs" / "toy_train.sh"), "--config", "jobs/configs/toy_smoke.yaml",
            "--run-dir", str(run_dir), "--name", name, "--epochs", "2", "--num-workers", "2"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     logs = proc.stdout + proc.stderr
-    assert proc.returncode == 0, logs[-4000:]
+    assert proc.returncode == 0, proc.stdout[-5000:]
     assert "succeeded" in logs
     assert "[toy] epoch 2/2" in logs and "hr@10" in logs and "most popular (test)" in logs
     assert (run_dir / "toy" / "train" / name / "metrics.json").is_file()
