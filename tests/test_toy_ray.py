@@ -45,7 +45,8 @@ def test_tune_two_trials_writes_best_config(ray_start_2_cpus, tmp_path):
     from ray_rec.toy.tune import run_toy_tune
 
     sweep = f"s-{uuid.uuid4().hex[:8]}"
-    summary = run_toy_tune(smoke(tmp_path, f"tune.name={sweep}", "tune.num_samples=2", "train.epochs=2"))
+    cfg = smoke(tmp_path, f"tune.name={sweep}", "tune.num_samples=2", "train.epochs=2")
+    summary = run_toy_tune(cfg)
     out = RunPaths(tmp_path).toy_tune_dir(sweep)
     assert summary["trials"] == 2 and summary["errors"] == 0
     best = load_config(ToyConfig, out / "best_config.yaml")  # a valid, complete toy config
@@ -56,3 +57,4 @@ def test_tune_two_trials_writes_best_config(ray_start_2_cpus, tmp_path):
     assert len(rows) == 2 + 2 and "ndcg@10" in rows[0]
     assert (out / "trials.png").stat().st_size > 0
     assert 0 < summary["best_metrics"]["ndcg@10"] <= 1
+    assert run_toy_tune(cfg) == summary  # finished with this config: returned without a new sweep
