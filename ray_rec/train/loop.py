@@ -256,6 +256,9 @@ def maybe_crash(cfg: SFTConfig, step: int, rank: int, marker: str) -> None:
     if step == cfg.train.crash_at_step and rank == cfg.train.crash_rank and marker and not os.path.exists(marker):
         Path(marker).parent.mkdir(parents=True, exist_ok=True)
         Path(marker).write_text(f"worker {rank} exited at step {step}\n")
+        # Ray Train registers a reported checkpoint when its controller next polls the workers; dying
+        # right after a report could beat that poll, and the restart would then begin from scratch.
+        time.sleep(3.0)
         os._exit(1)
 
 
