@@ -63,9 +63,11 @@ def init_ray(num_cpus: int | None = None, address: str | None = None, dashboard:
     if ray.is_initialized():
         return ray.get_runtime_context()
     address = address or os.environ.get("RAY_ADDRESS")
-    runtime_env = {"env_vars": env}
     if address:
-        return ray.init(address=address, runtime_env=runtime_env, log_to_driver=True, **kwargs)
+        # Under `ray job submit` the job's runtime env already applies; Ray refuses to merge a second
+        # env_vars dict into it, so workers get the project's variables from jobs/runtime_env.yaml.
+        return ray.init(address=address, log_to_driver=True, **kwargs)
+    runtime_env = {"env_vars": env}
     return ray.init(
         num_cpus=num_cpus,
         include_dashboard=dashboard,
