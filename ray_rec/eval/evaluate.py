@@ -110,12 +110,16 @@ class BeamSearchActor:
         self.codes_of = dict(zip(item_ids.tolist(), codes, strict=True))
         self.trie = SIDTrie.from_tokenizer(codes, self.tokenizer, item_ids=item_ids).to(device)
         self.num_beams, self.top_k = num_beams, top_k
+        # Cut histories as training did (the SFT stage records it); 0 = keep them whole.
+        meta = Path(checkpoint) / "ray_rec_sft.json"
+        self.max_history = int(json.loads(meta.read_text()).get("max_history", 0)) if meta.is_file() else 0
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from ray_rec.eval.beam import constrained_beam_search
         from ray_rec.train.prompts import encode_prompt
 
-        prompts = [_ids(encode_prompt(self.tokenizer, [self.codes_of[i] for i in h]))
+        cut = -self.max_history if self.max_history > 0 else 0
+        prompts = [_ids(encode_prompt(self.tokenizer, [self.codes_of[i] for i in h[cut:]]))
                    for h in batch.column("history").to_pylist()]
         result = constrained_beam_search(self.model, self.tokenizer, prompts, self.trie, self.num_beams,
                                          self.top_k, batch_size=len(prompts))
