@@ -68,11 +68,11 @@ BEAUTY_TIGER = {"hr@10": .0655, "ndcg@10": .0369}
 
 def reference_rows(dataset: str, protocol: str) -> dict[str, dict[str, float]]:
     """Published and reference rows for one data set and protocol, keyed like our metrics."""
-    rows = {name: dict(zip(["hr@3", "ndcg@3", "hr@5", "ndcg@5", "hr@10", "ndcg@10"], values))
+    rows = {name: dict(zip(["hr@3", "ndcg@3", "hr@5", "ndcg@5", "hr@10", "ndcg@10"], values, strict=False))
             for name, values in PUBLISHED.get(dataset, {}).items()}
     if (dataset, protocol) in README_SASREC:
         rows["SASRec (data README, 2 cores)"] = dict(zip(["hr@5", "ndcg@5", "hr@10", "ndcg@10"],
-                                                         README_SASREC[dataset, protocol]))
+                                                         README_SASREC[dataset, protocol], strict=False))
     if dataset == "beauty":
         rows["TIGER (GRID reproduction)"] = dict(BEAUTY_TIGER)
     return rows

@@ -17,8 +17,16 @@ from ray_rec.train import prompts, tasks
 from ray_rec.train.config import TASKS, ModelSection, SFTConfig, TasksSection
 from ray_rec.train.deepspeed_config import deepspeed_config
 from ray_rec.train.loop import collate, get_lr, param_groups, rank_indices
-from ray_rec.train.model import (add_sid_tokens, build_model, build_model_and_tokenizer, check_model_folder,
-                                 codebook_sizes_of, first_sid_id, freeze_base, train_bpe_tokenizer)
+from ray_rec.train.model import (
+    add_sid_tokens,
+    build_model,
+    build_model_and_tokenizer,
+    check_model_folder,
+    codebook_sizes_of,
+    first_sid_id,
+    freeze_base,
+    train_bpe_tokenizer,
+)
 
 CODES = {0: [1, 2, 3], 1: [4, 5, 6], 2: [7, 0, 2]}
 TITLES = {0: "Red tape", 1: "Blue glue", 2: "Green saw"}

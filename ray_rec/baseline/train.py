@@ -88,9 +88,9 @@ def pad_left(lists: pa.ListArray, width: int, tail: np.ndarray | None = None) ->
 def drop_prefix_samples(users: np.ndarray, history: pa.ListArray, targets: np.ndarray) -> np.ndarray:
     """(N,) bool mask of samples to keep for the every-position objective: a sample whose
     history+target is exactly another sample's history (the same user one step later) adds nothing."""
-    seen = {(u, tuple(h)) for u, h in zip(users.tolist(), history.to_pylist())}
+    seen = {(u, tuple(h)) for u, h in zip(users.tolist(), history.to_pylist(), strict=False)}
     return np.array([(u, (*h, t)) not in seen
-                     for u, h, t in zip(users.tolist(), history.to_pylist(), targets.tolist())], dtype=bool)
+                     for u, h, t in zip(users.tolist(), history.to_pylist(), targets.tolist(), strict=False)], dtype=bool)
 
 
 def training_arrays(users: np.ndarray, history: pa.ListArray, targets: np.ndarray, max_len: int,

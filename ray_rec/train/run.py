@@ -135,10 +135,10 @@ def plot_losses(state: dict[str, Any], path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     if state["train"]:
-        steps, losses = zip(*state["train"])
+        steps, losses = zip(*state["train"], strict=False)
         ax.plot(steps, losses, lw=0.8, alpha=0.7, label="train (per step)")
     if state["valid"]:
-        steps, losses = zip(*state["valid"])
+        steps, losses = zip(*state["valid"], strict=False)
         ax.plot(steps, losses, "o-", label="valid (main task)")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("token cross-entropy")

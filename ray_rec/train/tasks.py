@@ -65,7 +65,8 @@ class Examples:
     @staticmethod
     def pack(pairs: Sequence[tuple[list[int], list[int]]], task: Sequence[int]) -> Examples:
         lengths = np.array([len(ids) for ids, _ in pairs], dtype=np.int64)
-        flat = lambda k: np.fromiter((t for p in pairs for t in p[k]), dtype=np.int32, count=int(lengths.sum()))
+        def flat(k):
+            return np.fromiter((t for p in pairs for t in p[k]), dtype=np.int32, count=int(lengths.sum()))
         return Examples(ids=flat(0), labels=flat(1), offsets=np.concatenate([[0], np.cumsum(lengths)]),
                         task=np.asarray(task, dtype=np.int8))
 
@@ -77,7 +78,7 @@ def read_codes(path: str | Path) -> dict[int, list[int]]:
     if not Path(path).is_file():
         raise InputError(f"{path} does not exist; run the SID stage first (ray-rec sid ...)")
     table = pq.read_table(path, columns=["item_id", "codes"])
-    return dict(zip(table.column("item_id").to_pylist(), table.column("codes").to_pylist()))
+    return dict(zip(table.column("item_id").to_pylist(), table.column("codes").to_pylist(), strict=False))
 
 
 def read_titles(path: str | Path) -> dict[int, str]:
@@ -85,7 +86,7 @@ def read_titles(path: str | Path) -> dict[int, str]:
     if not Path(path).is_file():
         raise InputError(f"{path} does not exist; run the data stage first (ray-rec data ...)")
     table = pq.read_table(path, columns=["item_id", "title"])
-    return {i: t.strip() for i, t in zip(table.column("item_id").to_pylist(), table.column("title").to_pylist())
+    return {i: t.strip() for i, t in zip(table.column("item_id").to_pylist(), table.column("title").to_pylist(), strict=False)
             if t and t.strip()}
 
 
@@ -100,7 +101,7 @@ def read_samples(path: str | Path) -> Samples:
 
 def check_sids(samples: Samples, codes: dict[int, list[int]], codes_path: str | Path = "codes.parquet") -> None:
     """Every history item and target must have a SID; else InputError naming the row and field."""
-    for row, (history, target) in enumerate(zip(samples.histories, samples.targets)):
+    for row, (history, target) in enumerate(zip(samples.histories, samples.targets, strict=False)):
         for field, items in (("history", history), ("target", [target])):
             missing = [i for i in items if i not in codes]
             if missing:
@@ -135,7 +136,7 @@ def user_sequences(samples: Samples) -> list[list[int]]:
     by one item (``B[:-1] == A[1:]``) are chained. Users keep the order they first appear in.
     """
     by_user: dict[int, list[tuple[int, ...]]] = defaultdict(list)
-    for u, h, t in zip(samples.users, samples.histories, samples.targets):
+    for u, h, t in zip(samples.users, samples.histories, samples.targets, strict=False):
         by_user[u].append(tuple(h) + (t,))
     out = []
     for seqs in by_user.values():
@@ -179,7 +180,7 @@ def sid_next_examples(tok, samples: Samples, sids: dict[int, list[int]], max_his
     SID tokens are added tokens, so this equals encode_pair(history_prompt, response_text))."""
     head, eos = prompts.encode_text(tok, prompts.HISTORY_HEAD, bos=True), int(tok.eos_token_id)
     pairs = []
-    for h, t in zip(samples.histories, samples.targets):
+    for h, t in zip(samples.histories, samples.targets, strict=False):
         prompt = head + [x for i in h[-max_history:] for x in sids[i]]
         response = sids[t] + [eos]
         pairs.append((prompt + response, [IGNORE] * len(prompt) + response))
@@ -214,7 +215,7 @@ def text_pairs(task: str, samples: Samples, codes: dict[int, list[int]], titles:
                     for i in items]
         return [(prompts.title_to_sid_prompt(_title(titles, i, w)), prompts.response_text(codes[i])) for i in items]
     out = []
-    for h, t in zip(samples.histories, samples.targets):
+    for h, t in zip(samples.histories, samples.targets, strict=False):
         h = h[-cfg.max_history:]
         if task == "sid_history_title":
             if _title(titles, t, w):
@@ -239,7 +240,7 @@ def encode_pairs(tok, texts: Sequence[tuple[str, str]]) -> list[tuple[list[int],
     tails = tok([r for _, r in texts], add_special_tokens=False)["input_ids"]
     bos = [int(tok.bos_token_id)] if tok.bos_token_id is not None else []
     eos = int(tok.eos_token_id)
-    return [(bos + h + t + [eos], [IGNORE] * (len(bos) + len(h)) + t + [eos]) for h, t in zip(heads, tails)]
+    return [(bos + h + t + [eos], [IGNORE] * (len(bos) + len(h)) + t + [eos]) for h, t in zip(heads, tails, strict=False)]
 
 
 def task_pairs(task: str, tok, samples: Samples, codes, sids, titles, cfg: TasksSection):
