@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import sid_catalogues
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -41,23 +42,7 @@ def exhaustive_scores(prompt: list[int], catalogue: list[list[int]]) -> list[flo
     return out
 
 
-any_length = st.lists(st.lists(st.integers(0, 3), min_size=1, max_size=4), min_size=1, max_size=15)
-
-
-def with_dedup_level(base: list[list[int]]) -> list[list[int]]:
-    """What a de-duplicating quantizer emits: colliding SIDs get one more level 0..g-1, the rest keep L."""
-    seen: dict[tuple[int, ...], int] = {}
-    groups = {tuple(c): base.count(c) for c in base}
-    out = []
-    for c in base:
-        k = seen[tuple(c)] = seen.get(tuple(c), -1) + 1
-        out.append(c + [k] if groups[tuple(c)] > 1 else c)
-    return out
-
-
-# random lengths (SIDs that prefix other SIDs, collisions) or 3 levels plus a de-duplication level
-catalogues = any_length | st.lists(st.lists(st.integers(0, 2), min_size=3, max_size=3), min_size=1,
-                                   max_size=15).map(with_dedup_level)
+catalogues = sid_catalogues.catalogues(max_items=15)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

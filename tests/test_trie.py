@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import sid_catalogues
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,23 +24,7 @@ def tok(seq):
 
 # Catalogues of 1-12 items with SIDs of 1-4 codes: collisions and SIDs that prefix other SIDs
 # (a de-duplication level present for some items only) both occur.
-any_length = st.lists(st.lists(st.integers(0, 3), min_size=1, max_size=4), min_size=1, max_size=12)
-
-
-def with_dedup_level(base: list[list[int]]) -> list[list[int]]:
-    """What a de-duplicating quantizer emits: colliding SIDs get one more level 0..g-1, the rest keep L."""
-    seen: dict[tuple[int, ...], int] = {}
-    groups = {tuple(c): base.count(c) for c in base}
-    out = []
-    for c in base:
-        k = seen[tuple(c)] = seen.get(tuple(c), -1) + 1
-        out.append(c + [k] if groups[tuple(c)] > 1 else c)
-    return out
-
-
-# random lengths (SIDs that prefix other SIDs, collisions) or 3 levels plus a de-duplication level
-catalogues = any_length | st.lists(st.lists(st.integers(0, 2), min_size=3, max_size=3), min_size=1,
-                                   max_size=12).map(with_dedup_level)
+catalogues = sid_catalogues.catalogues(max_items=12)
 
 
 def expected_allowed(catalogue, prefix_tokens):
