@@ -55,10 +55,10 @@ def test_parallel_builds_on_industrial_have_no_collisions(ray_start_2_cpus, indu
     cfgs = [replace(base, method="rqkmeans_constrained"), replace(base, method="rqvae"),
             replace(base, method="rqkmeans_plus"),
             SIDConfig(run=str(run), method="rqkmeans", name="rqk_a"),   # defaults: 3 x 256
-            SIDConfig(run=str(run), method="rqkmeans", name="rqk_b")]
+            SIDConfig(run=str(run), method="rqkmeans", name="rqk_b", assign_chunk=1000)]  # 4 assignment tasks
     paths = run_sid_builds(cfgs)
     codes_by_name = {}
-    for cfg, path in zip(cfgs, paths):
+    for cfg, path in zip(cfgs, paths, strict=True):
         out = path.parent
         assert {"codes.parquet", "index.json", "report.json", "usage.png", "stage.json"} <= {p.name for p in out.iterdir()}
         item_ids, codes = read_codes(path)
@@ -77,7 +77,8 @@ def test_parallel_builds_on_industrial_have_no_collisions(ray_start_2_cpus, indu
     # Sinkhorn re-assignment leaves few items for the de-duplication level of RQ-VAE
     rqvae = json.loads((paths[1].parent / "report.json").read_text())
     assert rqvae["dedup_items"] < rqvae["assigned_collisions"]["colliding_items"] / 4
-    assert np.array_equal(codes_by_name["rqk_a"], codes_by_name["rqk_b"])   # same seed, same codes
+    # same seed, same codes, however the assignment is split across tasks
+    assert np.array_equal(codes_by_name["rqk_a"], codes_by_name["rqk_b"])
     # a finished stage with the same config is not redone
     stamp = (paths[0].parent / "stage.json").stat().st_mtime_ns
     assert run_sid_build(cfgs[0]) == paths[0]
