@@ -72,7 +72,10 @@ class PerBeamDictProcessor(LogitsProcessor):
         mask = torch.full_like(scores, float("-inf"))
         for row in range(input_ids.shape[0]):  # the per-beam Python loop this benchmark measures
             prefix = tuple(input_ids[row, self.prompt_len:].tolist())
-            mask[row, self.allowed.get(prefix, [self.eos_id])] = 0.0
+            allowed = self.allowed.get(prefix, [self.eos_id])
+            mask[row, allowed] = 0.0
+            if allowed == [self.eos_id]:  # a forced end costs nothing, as in the trie processor
+                mask[row, self.eos_id] = -scores[row, self.eos_id]
         return scores + mask
 
 

@@ -63,7 +63,7 @@ def plain_loop(cfg, data: dict[str, Any]) -> dict[str, float]:
     import torch
 
     from ray_rec.runtime import set_threads
-    from ray_rec.train.loop import Meter, collate, get_lr, param_groups, peak_memory_mb, rank_indices
+    from ray_rec.train.loop import Meter, collate, get_lr, param_groups, peak_memory_mb, rank_indices, response_loss
     from ray_rec.train.model import build_model
 
     set_threads(cfg.scaling.threads_per_worker)
@@ -78,7 +78,8 @@ def plain_loop(cfg, data: dict[str, Any]) -> dict[str, float]:
         for m in range(cfg.grad_accum):
             batch = collate(train, mine[m * micro:(m + 1) * micro], int(tok.pad_token_id))
             tokens += int(batch["attention_mask"].sum())
-            (model(**batch).loss / cfg.grad_accum).backward()
+            total, count = response_loss(model, batch)
+            (total / count.clamp(min=1) / cfg.grad_accum).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -32,13 +32,16 @@ def prompt_ids(rng: np.random.Generator, n_items: int = 3) -> list[int]:
 
 @torch.no_grad()
 def exhaustive_scores(prompt: list[int], catalogue: list[list[int]]) -> list[float]:
-    """log P(SID tokens, EOS | prompt) for every item, by teacher forcing (no search)."""
+    """log P(SID tokens | prompt) for every item, plus log P(EOS | SID) where another SID extends this
+    one, by teacher forcing (no search)."""
     out = []
     for codes in catalogue:
+        extended = any(len(o) > len(codes) and o[:len(codes)] == codes for o in catalogue)
         sid = TOK(render_sid(codes), add_special_tokens=False)["input_ids"] + [TOK.eos_token_id]
         ids = torch.tensor([prompt + sid])
         logp = torch.log_softmax(MODEL(ids).logits[0].float(), dim=-1)
-        out.append(sum(float(logp[len(prompt) - 1 + i, t]) for i, t in enumerate(sid)))
+        scored = sid if extended else sid[:-1]
+        out.append(sum(float(logp[len(prompt) - 1 + i, t]) for i, t in enumerate(scored)))
     return out
 
 
@@ -66,8 +69,9 @@ def test_decoder_emits_only_valid_distinct_items_ranked_by_score(catalogue, num_
 
 def test_beams_with_room_for_the_whole_catalogue_find_the_exact_ranking():
     rng = np.random.default_rng(0)
-    # variable length with a de-duplication level: items 0 and 1 collided on (1, 2, 3)
-    catalogue = [[1, 2, 3, 0], [1, 2, 3, 1], [0, 1, 2], [3, 3, 3], [2, 0, 1], [2, 0, 3], [0, 0, 0], [1, 1]]
+    # variable length with a de-duplication level (items 0 and 1 collided on (1, 2, 3)), and a SID that
+    # prefixes others ([2, 0]: its EOS is scored; after every other SID the end is forced and free)
+    catalogue = [[1, 2, 3, 0], [1, 2, 3, 1], [0, 1, 2], [3, 3, 3], [2, 0, 1], [2, 0, 3], [0, 0, 0], [1, 1], [2, 0]]
     trie = SIDTrie.from_tokenizer(catalogue, TOK)
     prompt = prompt_ids(rng)
     # num_beams >= the catalogue size keeps every prefix alive: beam search is then exhaustive

@@ -16,7 +16,7 @@ from ray_rec.errors import InputError
 from ray_rec.train import prompts, tasks
 from ray_rec.train.config import TASKS, ModelSection, SFTConfig, TasksSection
 from ray_rec.train.deepspeed_config import deepspeed_config
-from ray_rec.train.loop import collate, get_lr, param_groups, rank_indices
+from ray_rec.train.loop import collate, get_lr, param_groups, rank_indices, response_loss
 from ray_rec.train.model import (
     add_sid_tokens,
     build_model,
@@ -127,12 +127,32 @@ def test_schedule_and_sharding():
     assert not np.array_equal(rank_indices(0, 25, cfg, 0), rank_indices(3, 25, cfg, 0))
 
 
-def test_collate_pads_right(tok):
+def test_collate_pads_left_with_positions_from_zero(tok):
     ex = tasks.Examples.pack([([1, 2, 3], [-100, 2, 3]), ([4], [4])], [0, 0])
     b = collate(ex, [0, 1], pad_id=9)
-    assert b["input_ids"].tolist() == [[1, 2, 3], [4, 9, 9]]
-    assert b["labels"].tolist() == [[-100, 2, 3], [4, -100, -100]]
-    assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert b["input_ids"].tolist() == [[1, 2, 3], [9, 9, 4]]
+    assert b["labels"].tolist() == [[-100, 2, 3], [-100, -100, 4]]
+    assert b["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert b["position_ids"].tolist() == [[0, 1, 2], [0, 0, 0]]
+
+
+def test_response_loss_equals_the_full_loss_of_each_example(tok):
+    """The output head on labelled columns only, over a left-padded batch of mixed tasks, gives the
+    same summed loss as scoring each example alone with every logit."""
+    model = build_model(ModelSection(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1), tok).eval()
+    pairs = tasks.sid_next_examples(tok, SAMPLES, tasks.sid_token_ids(tok, CODES), 10)
+    pairs += tasks.encode_pairs(tok, tasks.text_pairs("sid_to_title", SAMPLES, CODES, TITLES, TasksSection()))
+    ex = tasks.Examples.pack(pairs, [0] * len(pairs))
+    with torch.no_grad():
+        total, count = response_loss(model, collate(ex, range(len(ex)), pad_id=int(tok.pad_token_id)))
+        expected, n = 0.0, 0
+        for ids, labels in pairs:
+            logits = model(input_ids=torch.tensor([ids])).logits[0, :-1]
+            y = torch.tensor(labels[1:])
+            expected += float(torch.nn.functional.cross_entropy(logits, y, ignore_index=-100, reduction="sum"))
+            n += int((y != -100).sum())
+    assert int(count) == n
+    assert float(total) == pytest.approx(expected, rel=1e-4)
 
 
 def test_deepspeed_config_from_sft_config():

@@ -6,10 +6,13 @@ trie node from the tokens generated so far (``input_ids[:, prompt_len:]``, at mo
 and masks, for all beams at once, every token that does not continue a SID (:mod:`ray_rec.sid.trie`).
 A prefix with no continuation may only emit EOS, so no beam ever leaves the catalogue.
 
-Scores are the summed log-probabilities of the SID tokens and EOS (``length_penalty=0``; the mask is
-applied after the softmax, so a score is the model's probability of that exact sequence), and the
-search stops only when no running beam can beat the finished ones (``early_stopping="never"``), which
-keeps the ranking right when SIDs have different lengths.
+Scores are the summed log-probabilities of the SID tokens (``length_penalty=0``; the mask is applied
+after the softmax, so a score is the model's probability of that exact token sequence). EOS is scored
+only where the SID could also go on (a SID that prefixes another); after a SID that nothing continues,
+EOS is the only way out and is given log-probability 0, so an item's score does not depend on whether
+the model learnt to stop there (the whole-sequence task ``sid_seq`` rarely shows it EOS). The search
+stops only when no running beam can beat the finished ones (``early_stopping="never"``), which keeps
+the ranking right when SIDs have different lengths.
 
 Colliding SIDs: a SID shared by several items yields all of them, consecutively at that SID's rank and
 with its score, lowest item id first (the model cannot tell them apart; the order is fixed and does not
@@ -54,6 +57,7 @@ class TrieLogitsProcessor(LogitsProcessor):
         # building, negating and applying a dense mask (3x faster at 800 beams x 2,800 tokens)
         out = torch.full_like(scores, float("-inf"))
         out[rows, tokens] = scores[rows, tokens]
+        out[self.trie.is_leaf(nodes), self.trie.eos_id] = 0.0  # a forced end costs nothing
         return out
 
 

@@ -163,6 +163,11 @@ class SIDTrie:
         return (torch.cat([rows, eos_rows]),
                 torch.cat([tokens, torch.full_like(eos_rows, self.eos_id)]))
 
+    def is_leaf(self, nodes: torch.Tensor) -> torch.Tensor:
+        """(B,) node ids -> (B,) bool, True where no SID continues (a whole SID that prefixes no other,
+        or ``dead``): EOS is the only token :meth:`allowed_pairs` gives there."""
+        return self.edge_offsets[nodes + 1] == self.edge_offsets[nodes]
+
     def allowed_mask(self, nodes: torch.Tensor, vocab_size: int) -> torch.Tensor:
         """(B,) node ids -> (B, vocab_size) bool, True where the token may come next."""
         if vocab_size < self.stride:

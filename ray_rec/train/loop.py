@@ -66,24 +66,41 @@ def rank_indices(step: int, n: int, cfg: SFTConfig, rank: int) -> np.ndarray:
 
 
 def collate(examples: Examples, indices, pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad examples: input_ids, attention_mask, labels, each (B, T_max) int64."""
+    """Left-pad examples: input_ids, attention_mask, position_ids, labels, each (B, T_max) int64.
+
+    Left padding lines up the ends of the examples, where the responses are: the main task's responses
+    (a SID and EOS) then occupy the same few last columns of every row, and :func:`response_loss`
+    runs the output head on those columns only. Positions count real tokens from 0, as at generation."""
     rows = [examples.get(int(i)) for i in indices]
     width = max(len(ids) for ids, _ in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.int64)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.int64)
     mask = torch.zeros((len(rows), width), dtype=torch.int64)
     for r, (x, y) in enumerate(rows):
-        ids[r, :len(x)], labels[r, :len(y)], mask[r, :len(x)] = torch.tensor(x), torch.tensor(y), 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        start = width - len(x)
+        ids[r, start:], labels[r, start:], mask[r, start:] = torch.tensor(x), torch.tensor(y), 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "labels": labels}
 
 
-def summed_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of next-token cross-entropy over labelled positions, their count) of one batch."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    labels = batch["labels"][:, 1:]
-    loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
-                                             labels.reshape(-1), ignore_index=IGNORE, reduction="sum")
-    return loss, (labels != IGNORE).sum()
+def response_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of next-token cross-entropy over labelled positions, their count) of one batch.
+
+    The output head (hidden x vocabulary, the largest matrix of a small model) runs only on the
+    columns that predict some row's label, through Hugging Face's ``logits_to_keep``; with left-padded
+    main-task batches that is the last few columns instead of all of them (about 2x faster per step on
+    a CPU for ~50-token prompts). ``model`` may be the HF model, its DDP wrapper or a DeepSpeed engine."""
+    labels = batch["labels"]
+    wanted = (labels[:, 1:] != IGNORE).any(dim=0)           # column t predicts token t + 1
+    keep = torch.nonzero(wanted).flatten()
+    if keep.numel() == 0:
+        keep = torch.tensor([labels.shape[1] - 2], device=labels.device)  # nothing labelled: loss 0
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   position_ids=batch["position_ids"], logits_to_keep=keep).logits
+    targets = labels[:, keep + 1]
+    loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                             ignore_index=IGNORE, reduction="sum")
+    return loss, (targets != IGNORE).sum()
 
 
 def param_groups(model, weight_decay: float) -> list[dict[str, Any]]:
@@ -165,13 +182,15 @@ class Backend:
         """Mean token loss of a micro-batch; gradients accumulate (scaled by 1 / grad_accum)."""
         batch = {k: v.to(self.device) for k, v in batch.items()}
         if self.kind == "deepspeed":
-            loss = self.engine(**batch).loss
+            total, count = response_loss(self.engine, batch)
+            loss = total / count.clamp(min=1)
             self.engine.backward(loss)  # scales by 1 / gradient_accumulation_steps
             self.engine.step()          # a no-op except at the accumulation boundary
             return loss.item()
         sync = contextlib.nullcontext() if last or self.wrapped is self.module else self.wrapped.no_sync()
         with sync, torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
-            loss = self.wrapped(**batch).loss
+            total, count = response_loss(self.wrapped, batch)
+            loss = total / count.clamp(min=1)
             (loss / self.cfg.grad_accum).backward()
         return loss.item()
 
@@ -211,7 +230,7 @@ def valid_loss(backend: Backend, valid: Examples, cfg: SFTConfig, rank: int, wor
         batch = {k: v.to(backend.device) for k, v in collate(valid, mine[s:s + cfg.train.micro_batch_size],
                                                              pad_id).items()}
         with torch.autocast(backend.device.type, torch.bfloat16, enabled=backend.autocast):
-            loss, count = summed_loss(backend.wrapped, batch)
+            loss, count = response_loss(backend.wrapped, batch)
         total += torch.stack([loss.double().cpu(), count.double().cpu()])
     if world > 1:
         total = total.to(backend.device)
