@@ -16,6 +16,10 @@ Writes bench/results/quality.json and quality.md. Run by hand (never in the test
     python bench/quality.py --datasets industrial --seeds 3
     python bench/quality.py --datasets beauty --time-limit 600 --workers 2
     python bench/quality.py --datasets industrial --protocols strict --rows sasrec,generative
+    python bench/quality.py --merge quality,quality_generative_industrial --name quality_summary
+
+``--merge`` trains nothing: it joins the tables of earlier result files (rows of a later file replace
+rows of the same name) into one JSON and markdown table, keeping each source's command and commit.
 """
 
 from __future__ import annotations
@@ -195,6 +199,17 @@ def ratios(ours: dict[str, float], reference: dict[str, float]) -> dict[str, flo
     return {k: round(ours[k] / reference[k], 3) for k in KEYS if k in ours and k in reference and reference[k]}
 
 
+def block_ratios(ours: dict[str, Any], references: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Each of our rows over each SASRec reference, and our generative rows over our SASRec row."""
+    out = {f"{mine} / {ref}": ratios(row["test"], references[ref])
+           for mine, row in ours.items() for ref in references if ref.startswith("SASRec")}
+    baseline = [name for name in ours if name.startswith("SASRec")]
+    for mine, row in ours.items():
+        if baseline and not mine.startswith("SASRec"):
+            out[f"{mine} / {baseline[0]}"] = ratios(row["test"], ours[baseline[0]]["test"])
+    return out
+
+
 def markdown(results: dict[str, Any]) -> str:
     """One table per data set/protocol: our rows (with wall time and parameters) then the references."""
     out = ["# Recommendation quality on ../shared/data", ""]
@@ -233,13 +248,33 @@ def run_block(dataset: str, protocol: str, args: argparse.Namespace, strict_epoc
         row = generative_row(paths, dataset, protocol, 0, args)
         print(f"[{dataset}/{protocol}] SFT: HR@10 {row['test']['hr@10']:.4f} NDCG@10 {row['test']['ndcg@10']:.4f} "
               f"(SFT {row['train_seconds']:.0f} s, CC {row['cc']})", flush=True)
-        ours["SFT (ours, shipped SIDs)"] = mean_row([row])
+        ours[f"SFT (ours, shipped SIDs{', ' + args.label if args.label else ''})"] = mean_row([row])
     references = reference_rows(dataset, protocol)
-    block_ratios = {f"{mine} / {ref}": ratios(row["test"], references[ref])
-                    for mine, row in ours.items() for ref in references if ref.startswith("SASRec")}
     first = next(iter(ours.values()))
     return {"dataset": dataset, "protocol": protocol, "train_samples": first["train_samples"], "ours": ours,
-            "references": references, "ratios": block_ratios}
+            "references": references, "ratios": block_ratios(ours, references)}
+
+
+def merge_results(names: list[str]) -> dict[str, Any]:
+    """The tables of bench/results/<name>.json for each name, joined per data set/protocol, with
+    the ratios to the SASRec references recomputed and each source's command, commit and machine."""
+    import json
+
+    tables: dict[str, Any] = {}
+    sources = []
+    for name in names:
+        path = RESULTS / f"{name}.json"
+        if not path.is_file():
+            raise SystemExit(f"--merge: {path} does not exist (run the benchmark with --name {name} first)")
+        doc = json.loads(path.read_text())
+        sources.append({"name": name, **{k: doc.get(k) for k in ("command", "commit", "date", "machine")}})
+        for key, block in doc["results"]["tables"].items():
+            merged = tables.setdefault(key, {**block, "ours": {}})
+            for row, values in block["ours"].items():
+                merged["ours"][row] = {**values, "source": name}
+    for block in tables.values():
+        block["ratios"] = block_ratios(block["ours"], block["references"])
+    return {"tables": tables, "sources": sources}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,7 +296,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="EvalConfig override of the generative row, e.g. num_actors=2")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/ray_rec_quality"), help="run folders go here")
     parser.add_argument("--name", default="quality", help="result name: bench/results/<name>.json and .md")
+    parser.add_argument("--label", default="", help="words added to the generative row's name, e.g. sid_seq")
+    parser.add_argument("--merge", default="", help="comma list of earlier result names to join (trains nothing)")
     args = parser.parse_args(argv)
+    if args.merge:
+        results = merge_results([n.strip() for n in args.merge.split(",") if n.strip()])
+        write_result(args.name, results)
+        (RESULTS / f"{args.name}.md").write_text(markdown(results))
+        print(markdown(results))
+        return 0
 
     from ray_rec.runtime import init_ray, setup_env
 
