@@ -72,6 +72,13 @@ def test_each_task_prompt_and_label_mask(tok, task):
     assert ids[-1] == tok.eos_token_id and tok.bos_token_id is None
 
 
+def test_valid_examples_label_the_target_sid_without_eos(tok):
+    valid = tasks.valid_examples(tok, SAMPLES, CODES, TasksSection(), max_samples=0)
+    ids, labels = valid.get(0)
+    assert tok.decode(ids) == HEAD + SID0 + SID1 + SID2 + EOS
+    assert tok.decode([i for i, y in zip(ids, labels, strict=True) if y != -100]) == SID2
+
+
 def test_whole_sequence_task_labels_every_item_after_the_first(tok):
     sids = tasks.sid_token_ids(tok, CODES)
     samples = tasks.Samples([5, 5], [[0], [0, 1]], [1, 2])  # growing prefixes of one user: sequence 0, 1, 2

@@ -282,12 +282,14 @@ def build_examples(tok, cfg: TasksSection, samples: Samples, codes: dict[int, li
 
 def valid_examples(tok, samples: Samples, codes: dict[int, list[int]], cfg: TasksSection,
                    max_samples: int, seed: int = 0) -> Examples:
-    """Main-task examples of (at most ``max_samples`` random) valid samples."""
+    """Main-task examples of (at most ``max_samples`` random) valid samples, labelled on the target's
+    SID tokens only: the evaluation never scores a forced EOS (:mod:`ray_rec.eval.beam`), and a model
+    trained on whole sequences (``sid_seq``) is seldom shown EOS, so the valid loss leaves it out too."""
     n = len(samples.targets)
     keep = np.arange(n) if not max_samples or n <= max_samples else \
         np.sort(np.random.default_rng(seed).choice(n, max_samples, replace=False))
     sub = Samples([samples.users[i] for i in keep], [samples.histories[i] for i in keep],
                   [samples.targets[i] for i in keep], samples.path)
-    pairs = [p for p in sid_next_examples(tok, sub, sid_token_ids(tok, codes), cfg.max_history)
-             if len(p[0]) <= cfg.max_length]
+    pairs = [(ids, labels[:-1] + [IGNORE]) for ids, labels in
+             sid_next_examples(tok, sub, sid_token_ids(tok, codes), cfg.max_history) if len(ids) <= cfg.max_length]
     return Examples.pack(pairs, [TASKS.index("sid_next")] * len(pairs))
