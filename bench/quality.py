@@ -309,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     from ray_rec.runtime import init_ray, setup_env
 
     setup_env()
-    init_ray(dashboard=False)
+    # Ray Train's placement-group cleaner asks the State API (served by the dashboard) every few
+    # seconds and logs a warning each time it is missing
+    init_ray()
     results: dict[str, Any] = {"tables": {}, "args": {k: str(v) for k, v in vars(args).items()}}
     for dataset in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         if dataset not in DATASETS:
