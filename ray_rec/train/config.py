@@ -106,7 +106,8 @@ class TrainSection:
     warmup_steps: int = option(20, help="linear warm-up steps from 0 to lr")
     weight_decay: float = option(0.01, help="AdamW weight decay of matrices (not of norms, biases, embeddings)")
     grad_clip: float = option(1.0, help="clip the global gradient norm to this (0 = off)")
-    eval_every: int = option(50, help="optimizer steps between valid-loss evaluations and checkpoints")
+    eval_every: int = option(50, help="optimizer steps between valid-loss evaluations and checkpoints; "
+                                      "0 = once per epoch")
     valid_max_samples: int = option(512, help="valid samples (main task) in the valid loss; 0 = all")
     patience: int = option(0, help="stop after this many evaluations without a better valid loss (0 = never)")
     checkpoints_to_keep: int = option(2, help="best checkpoints (by valid loss) kept; the latest is always kept")
@@ -119,14 +120,14 @@ class TrainSection:
     def __post_init__(self) -> None:
         if self.zero_stage not in (0, 1, 2):
             raise ConfigError(f"train.zero_stage must be 0, 1 or 2, got {self.zero_stage}")
-        for name in ("global_batch_size", "micro_batch_size", "eval_every", "log_every", "checkpoints_to_keep"):
+        for name in ("global_batch_size", "micro_batch_size", "log_every", "checkpoints_to_keep"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.epochs <= 0 or self.lr <= 0:
             raise ConfigError("train.epochs and train.lr must be positive")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError(f"train.min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
-        for name in ("max_steps", "warmup_steps", "patience", "valid_max_samples"):
+        for name in ("max_steps", "warmup_steps", "patience", "valid_max_samples", "eval_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
 

@@ -2,7 +2,7 @@
 
 Reads top to bottom: build or restore the model, wrap it (DeepSpeed ZeRO engine, or DDP), then for
 each optimizer step take this rank's slice of the global batch, accumulate gradients over
-micro-batches, step with a warm-up + cosine learning rate, and every ``train.eval_every`` steps
+micro-batches, step with a warm-up + cosine learning rate, and every ``train.eval_every`` steps (or epoch)
 measure the valid loss, report metrics with a Hugging Face-format checkpoint and maybe stop early.
 
 Data: the driver ships one :class:`ray_rec.train.tasks.Examples` pack through the object store; each
@@ -52,6 +52,15 @@ def get_lr(step: int, total: int, lr: float, warmup: int, min_ratio: float) -> f
 def steps_per_epoch(n_examples: int, global_batch: int) -> int:
     """Full global batches per epoch (the last partial batch is dropped)."""
     return n_examples // global_batch
+
+
+def eval_interval(eval_every: int, per_epoch: int) -> int:
+    """Optimizer steps between valid-loss evaluations: ``train.eval_every``, or one epoch when it is 0.
+
+    >>> eval_interval(50, 157), eval_interval(0, 157)
+    (50, 157)
+    """
+    return eval_every or max(1, per_epoch)
 
 
 def rank_indices(step: int, n: int, cfg: SFTConfig, rank: int) -> np.ndarray:
@@ -325,6 +334,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     if state["stopped"] or state["step"] >= total:
         return  # a finished run started again: nothing left to do
     micro = cfg.train.micro_batch_size
+    eval_every = eval_interval(cfg.train.eval_every, per_epoch)
     meter, window = Meter(), []
     backend.train(True)
     step = state["step"]
@@ -349,7 +359,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             window = []
 
         last = step == total
-        if step % cfg.train.eval_every and not last:
+        if step % eval_every and not last:
             continue
         loss = valid_loss(backend, valid, cfg, rank, world, pad_id) if len(valid) else float("nan")
         better = state["best_valid"] is None or loss < state["best_valid"]
