@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="SASRecConfig override for every run, e.g. dropout=0.3")
     parser.add_argument("--sft-set", action="append", default=[], metavar="KEY=VALUE",
                         help="SFTConfig override of the generative row, e.g. train.epochs=10")
-    parser.add_argument("--sft-config", default=str(ROOT / "jobs/configs/sft.yaml"), help="SFT YAML of the generative row")
+    parser.add_argument("--sft-config", default=str(ROOT / "jobs/configs/sft_cpu.yaml"), help="SFT YAML of the generative row")
     parser.add_argument("--eval-config", default=str(ROOT / "jobs/configs/evaluate.yaml"),
                         help="evaluation YAML of the generative row")
     parser.add_argument("--eval-set", action="append", default=[], metavar="KEY=VALUE",
