@@ -16,7 +16,7 @@ from ray_rec.errors import InputError
 from ray_rec.train import prompts, tasks
 from ray_rec.train.config import TASKS, ModelSection, SFTConfig, TasksSection
 from ray_rec.train.deepspeed_config import deepspeed_config
-from ray_rec.train.loop import collate, get_lr, param_groups, rank_indices, response_loss
+from ray_rec.train.loop import collate, epoch_order, get_lr, param_groups, rank_indices, response_loss
 from ray_rec.train.model import (
     add_sid_tokens,
     build_model,
@@ -132,6 +132,24 @@ def test_schedule_and_sharding():
         parts = [rank_indices(step, 25, cfg, r) for r in range(2)]
         assert all(len(p) == 4 for p in parts) and len(set(np.concatenate(parts))) == 8
     assert not np.array_equal(rank_indices(0, 25, cfg, 0), rank_indices(3, 25, cfg, 0))
+
+
+def test_length_grouped_epochs_pad_less_and_still_cover_every_example():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 200, size=1000)
+    plain, grouped = epoch_order(1000, 64, 0, 0), epoch_order(1000, 64, 0, 0, lengths, group=5)
+    assert sorted(grouped.tolist()) == list(range(1000))               # a permutation
+    assert np.array_equal(grouped, epoch_order(1000, 64, 0, 0, lengths, group=5))  # seeded: resumable
+    assert not np.array_equal(grouped, epoch_order(1000, 64, 0, 1, lengths, group=5))
+
+    def padded(order):  # tokens of the padded batches of one epoch
+        return sum(64 * lengths[order[s:s + 64]].max() for s in range(0, 960, 64))
+    assert padded(grouped) < 0.7 * padded(plain)
+    widths = [lengths[grouped[s:s + 64]].max() for s in range(0, 960, 64)]
+    assert widths != sorted(widths, reverse=True)                        # batches are shuffled
+    cfg = load_config(SFTConfig, None, ["train.global_batch_size=64", "train.micro_batch_size=32"])
+    parts = [rank_indices(0, 1000, cfg, r, lengths) for r in range(2)]
+    assert sorted(np.concatenate(parts).tolist()) == sorted(epoch_order(1000, 64, 0, 0, lengths)[:64].tolist())
 
 
 def test_collate_pads_left_with_positions_from_zero(tok):

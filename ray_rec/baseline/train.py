@@ -11,6 +11,7 @@ config is not redone.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -30,6 +31,7 @@ from ray_rec.errors import InputError, at
 from ray_rec.metrics import format_table, hr_ndcg, ranks_from_scores
 
 STAGE_IGNORE = ("name", "force")  # fields that do not change the result
+HISTORY_FILE = "history.json"     # per-epoch rows, inside the final checkpoint
 
 
 # ----------------------------------------------------------------------------- data
@@ -217,12 +219,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
              for split in ("valid", "test")}
     metrics = {"valid": final["valid"], "test": final["test"], "best_epoch": best_epoch, "epochs": epoch,
                "train_seconds": time.time() - started, "train_samples": len(inputs),
-               "train_positions": int((labels != 0).sum()), "params": core.num_parameters(),
-               "history": history_rows}
+               "train_positions": int((labels != 0).sum()), "params": core.num_parameters()}
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = None
         if rank == 0:
             core.cpu().save(tmp)
+            # the per-epoch rows travel in the checkpoint: as a reported metric Ray would print them all
+            (Path(tmp) / HISTORY_FILE).write_text(json.dumps(history_rows) + "\n")
             checkpoint = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report(metrics, checkpoint=checkpoint)
 
@@ -233,8 +236,6 @@ def run_sasrec(cfg: SASRecConfig) -> dict[str, Any]:
 
     Returns {"valid": {hr@K, ndcg@K}, "test": {...}, "best_epoch", "epochs", "train_seconds",
     "train_samples", "params", "model_dir", ...}."""
-    import json
-
     from ray_rec.paths import RunPaths
     from ray_rec.stage import is_done, mark_done
 
@@ -252,6 +253,7 @@ def run_sasrec(cfg: SASRecConfig) -> dict[str, Any]:
     metrics = dict(result.metrics)
     with result.checkpoint.as_directory() as ckpt:
         model_dir = _install_model(Path(ckpt), out / "model")
+        metrics["history"] = json.loads((Path(ckpt) / HISTORY_FILE).read_text())
     metrics.update(num_items=num_items, model_dir=str(model_dir), config=to_dict(cfg))
     write_outputs(metrics, out)
     mark_done(out, cfg, started, STAGE_IGNORE, test=metrics["test"], params=metrics["params"])

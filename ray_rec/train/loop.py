@@ -63,15 +63,34 @@ def eval_interval(eval_every: int, per_epoch: int) -> int:
     return eval_every or max(1, per_epoch)
 
 
-def rank_indices(step: int, n: int, cfg: SFTConfig, rank: int) -> np.ndarray:
-    """Example indices (per_worker,) of ``rank`` at optimizer ``step``: a slice of a seeded epoch permutation."""
+def epoch_order(n: int, global_batch: int, seed: int, epoch: int, lengths: np.ndarray | None = None,
+                group: int = 50) -> np.ndarray:
+    """The example order of one epoch, (n,): a seeded permutation, the same on every rank.
+
+    With ``lengths`` (tokens per example) it is grouped by length, as Hugging Face's
+    ``group_by_length``: the permutation is cut into runs of ``group`` global batches, each run is
+    sorted longest first and cut into batches, and the batches are shuffled. A batch then holds
+    examples of similar length, so a padded batch is not as wide as the longest example of a random
+    draw (whole user sequences vary from a few tokens to hundreds)."""
+    rng = np.random.default_rng((seed, epoch))
+    order = rng.permutation(n)
+    if lengths is None:
+        return order
+    usable = (n // global_batch) * global_batch
+    runs = [order[s:min(s + global_batch * group, usable)] for s in range(0, usable, global_batch * group)]
+    grouped = np.concatenate([r[np.argsort(-lengths[r], kind="stable")] for r in runs] + [np.zeros(0, np.int64)])
+    batches = grouped.reshape(-1, global_batch)[rng.permutation(usable // global_batch)]
+    return np.concatenate([batches.ravel(), order[usable:]])
+
+
+def rank_indices(step: int, n: int, cfg: SFTConfig, rank: int, lengths: np.ndarray | None = None) -> np.ndarray:
+    """Example indices (per_worker,) of ``rank`` at optimizer ``step``: every world-th example of the
+    step's global batch in :func:`epoch_order` (so ranks get examples of similar length)."""
     g = cfg.train.global_batch_size
     per_epoch = steps_per_epoch(n, g)
     epoch, pos = divmod(step, per_epoch)
-    order = np.random.default_rng((cfg.train.seed, epoch)).permutation(n)
-    batch = order[pos * g:(pos + 1) * g]
-    per_worker = g // cfg.scaling.num_workers
-    return batch[rank * per_worker:(rank + 1) * per_worker]
+    batch = epoch_order(n, g, cfg.train.seed, epoch, lengths)[pos * g:(pos + 1) * g]
+    return batch[rank::cfg.scaling.num_workers]
 
 
 def collate(examples: Examples, indices, pad_id: int) -> dict[str, torch.Tensor]:
@@ -335,13 +354,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         return  # a finished run started again: nothing left to do
     micro = cfg.train.micro_batch_size
     eval_every = eval_interval(cfg.train.eval_every, per_epoch)
+    lengths = np.diff(train.offsets) if cfg.train.group_by_length else None
     meter, window = Meter(), []
     backend.train(True)
     step = state["step"]
     while step < total:
         maybe_crash(cfg, step, rank, loop_config.get("crash_marker", ""))
         backend.set_lr(get_lr(step, total, cfg.train.lr, cfg.train.warmup_steps, cfg.train.min_lr_ratio))
-        mine = rank_indices(step, len(train), cfg, rank)
+        mine = rank_indices(step, len(train), cfg, rank, lengths)
         losses, tokens, t0 = [], 0, time.perf_counter()
         for m in range(cfg.grad_accum):
             batch = collate(train, mine[m * micro:(m + 1) * micro], pad_id)
