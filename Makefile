@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 run: venv
-	$(VENV)/bin/ray-rec pipeline run --config jobs/configs/pipeline.yaml --run-dir $(RUN_DIR)
+	$(VENV)/bin/ray-rec pipeline run --config jobs/configs/pipeline.yaml --run $(RUN_DIR)
 
 test: venv
 	$(VENV)/bin/python -m pytest -q tests

@@ -88,7 +88,7 @@ def prepare(dataset: str, protocol: str, work_dir: Path) -> Any:
     from ray_rec.data.prepare import run_prepare
 
     spec = DATASETS[dataset]
-    cfg = DataConfig(run_dir=str(work_dir / f"{dataset}-{protocol.replace('+', '_')}"), source=spec["source"],
+    cfg = DataConfig(run=str(work_dir / f"{dataset}-{protocol.replace('+', '_')}"), source=spec["source"],
                      path=str(SHARED / spec["folder"]), max_history=spec["max_history"],
                      protocol=protocol if protocol != "leave_one_out" else "strict")
     return run_prepare(cfg)
@@ -101,7 +101,7 @@ def sasrec_row(paths: Any, dataset: str, protocol: str, seed: int, args: argpars
     from ray_rec.baseline.train import run_sasrec
     from ray_rec.config import load_config
 
-    base = {"run_dir": str(paths.root), "max_len": DATASETS[dataset]["max_history"], "seed": seed,
+    base = {"run": str(paths.root), "max_len": DATASETS[dataset]["max_history"], "seed": seed,
             "num_workers": args.workers, "time_limit_s": args.time_limit, "force": True}
     if epochs is not None:
         base.update(select="last", max_epochs=epochs)

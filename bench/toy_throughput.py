@@ -39,7 +39,7 @@ def main() -> None:
     from ray_rec.toy.train import run_toy_train
 
     tmp = Path(tempfile.mkdtemp(prefix="toy-bench-"))
-    base = [f"run_dir={tmp}", f"train.epochs={args.epochs}", *args.overrides]
+    base = [f"run={tmp}", f"train.epochs={args.epochs}", *args.overrides]
     results = {}
 
     cfg = load_config(ToyConfig, args.config, base + ["num_workers=1"])
@@ -54,7 +54,7 @@ def main() -> None:
         cfg = load_config(ToyConfig, args.config, base + [f"num_workers={workers}", f"name=bench-{uuid.uuid4().hex[:6]}"])
         with Timer() as t:
             run_toy_train(cfg)
-        history = json.loads((RunPaths(cfg.run_dir).toy_train_dir(cfg.name) / "history.json").read_text())
+        history = json.loads((RunPaths(cfg.run).toy_train_dir(cfg.name) / "history.json").read_text())
         results[f"torchtrainer_{workers}w"] = summarize(history, t.seconds)
 
     ref = results["plain"]["samples_per_s"]

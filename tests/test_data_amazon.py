@@ -67,7 +67,7 @@ def write_fixture(folder, compress=False):
 
 
 def prepare(tmp_path, name, reviews, meta, num_blocks=4, split="ratio"):
-    cfg = DataConfig(run_dir=str(tmp_path / name), source="amazon", max_history=2, split=split,
+    cfg = DataConfig(run=str(tmp_path / name), source="amazon", max_history=2, split=split,
                      amazon=AmazonConfig(reviews=str(reviews), meta=str(meta), user_k=2, item_k=2,
                                          num_blocks=num_blocks))
     return run_prepare(cfg)

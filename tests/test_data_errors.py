@@ -87,14 +87,14 @@ def test_failed_prepare_leaves_no_artifact(tmp_path):
     folder = write_minionerec(tmp_path / "d", rows)
     run = tmp_path / "run"
     with pytest.raises(InputError):
-        run_prepare(DataConfig(run_dir=str(run), source="minionerec", path=str(folder)))
+        run_prepare(DataConfig(run=str(run), source="minionerec", path=str(folder)))
     assert not run.exists() or not any(run.rglob("*.parquet"))
     # over a finished run: the failed attempt un-marks it, so nothing mixed can pass for done
-    good = DataConfig(run_dir=str(run), synthetic=SyntheticConfig(n_items=100, n_users=20))
+    good = DataConfig(run=str(run), synthetic=SyntheticConfig(n_items=100, n_users=20))
     paths = run_prepare(good)
     assert is_done(paths.data_dir, good, ignore=("num_cpus",))
     with pytest.raises(InputError):
-        run_prepare(DataConfig(run_dir=str(run), source="minionerec", path=str(folder)))
+        run_prepare(DataConfig(run=str(run), source="minionerec", path=str(folder)))
     assert not is_done(paths.data_dir, good, ignore=("num_cpus",))
     assert not list(paths.data_dir.glob(".*.tmp"))
 

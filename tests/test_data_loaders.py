@@ -102,7 +102,7 @@ def test_beauty_counts_and_rows(shared_data):
 
 
 def test_prepare_writes_artifacts_and_skips_rerun(shared_data, tmp_path, capsys):
-    cfg = DataConfig(run_dir=str(tmp_path), source="lcrec", path=str(shared_data / "scientific"))
+    cfg = DataConfig(run=str(tmp_path), source="lcrec", path=str(shared_data / "scientific"))
     paths = run_prepare(cfg)
     manifest = read_manifest(paths)
     assert manifest["counts"] == {"items": 4344, "users": 8317, "interactions": 58492, "samples_train": 33541,

@@ -77,11 +77,11 @@ def test_sliding_windows_by_hand():
 
 def test_cli_prepare_and_stats(tmp_path, capsys):
     run = tmp_path / "run"
-    args = ["data", "prepare", "--run-dir", str(run), "--set", "synthetic.n_items=150", "--set", "synthetic.n_users=120"]
+    args = ["data", "prepare", "--run", str(run), "--set", "synthetic.n_items=150", "--set", "synthetic.n_users=120"]
     assert main(args) == 0
     manifest = json.loads((run / "data/manifest.json").read_text())
     assert manifest["counts"]["items"] == 150 and manifest["config"]["synthetic"]["n_users"] == 120
-    assert main(["data", "stats", "--run-dir", str(run)]) == 0
+    assert main(["data", "stats", "--run", str(run)]) == 0
     stats = json.loads((run / "data/stats.json").read_text())
     assert stats["users"] == 120 and 0 < stats["sparsity"] < 1
     assert (run / "data/stats.png").read_bytes()[:4] == b"\x89PNG"

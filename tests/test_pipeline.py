@@ -29,7 +29,7 @@ def test_config_refuses_mismatched_sid_method_and_unknown_stage():
 
 @pytest.mark.slow
 def test_pipeline_end_to_end(ray_start_2_cpus, tmp_path):
-    cfg = load_config(PipelineConfig, SMOKE, [f"run_dir={tmp_path / 'run'}"])
+    cfg = load_config(PipelineConfig, SMOKE, [f"run={tmp_path / 'run'}"])
     report = run_pipeline(cfg)
     paths = RunPaths(tmp_path / "run")
     for path in (paths.items, paths.samples("test"), paths.embeddings, paths.codes("rqkmeans_constrained"),

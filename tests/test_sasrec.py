@@ -104,7 +104,7 @@ def _synthetic_run(root, num_items: int = 30, num_users: int = 160, seed: int = 
 
 def test_sasrec_trains_on_two_ray_workers_and_beats_most_popular(tmp_path, ray_start_2_cpus):
     paths = _synthetic_run(tmp_path / "run")
-    cfg = SASRecConfig(run_dir=str(paths.root), hidden=16, heads=2, blocks=2, dropout=0.1, max_len=8,
+    cfg = SASRecConfig(run=str(paths.root), hidden=16, heads=2, blocks=2, dropout=0.1, max_len=8,
                        lr=5e-3, batch_size=32, max_epochs=25, patience=5, num_workers=2, cpus_per_worker=1.0,
                        ks=[1, 10])
     metrics = run_sasrec(cfg)
@@ -135,9 +135,9 @@ def test_sasrec_trains_on_two_ray_workers_and_beats_most_popular(tmp_path, ray_s
 def test_cli_reports_bad_config_in_one_line(capsys, tmp_path):
     from ray_rec.cli import main
 
-    assert main(["baseline", "sasrec", "--run-dir", str(tmp_path), "--set", "heads=3"]) == 2
+    assert main(["baseline", "sasrec", "--run", str(tmp_path), "--set", "heads=3"]) == 2
     err = capsys.readouterr().err
     assert "must divide" in err and err.count("\n") == 1
     # a run folder without data is refused before Ray starts, naming the missing file
-    assert main(["baseline", "sasrec", "--run-dir", str(tmp_path)]) == 2
+    assert main(["baseline", "sasrec", "--run", str(tmp_path)]) == 2
     assert "items.parquet: missing" in capsys.readouterr().err

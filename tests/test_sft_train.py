@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 WORDS = ["tape", "glue", "drill", "saw", "glove", "mask", "pipe", "valve", "screw", "bolt", "nut", "wire"]
 TINY = ["model.hidden_size=32", "model.num_heads=4", "model.num_kv_heads=2", "model.bpe_vocab_size=300",
         "train.global_batch_size=16", "train.micro_batch_size=4", "train.warmup_steps=2", "train.lr=5e-3",
-        "train.log_every=4", "scaling.num_workers=2", "scaling.cpus_per_worker=1"]
+        "train.log_every=4", "scaling.num_workers=2", "scaling.cpus_per_worker=1", "sid_method=rqkmeans"]
 
 
 def write_tiny_run(root: Path, n_items: int = 48, n_users: int = 60, seq_len: int = 8, seed: int = 0) -> RunPaths:

@@ -96,7 +96,7 @@ def test_cli_data_writes_jsonl(tmp_path, capsys):
 def test_cli_cuda_without_gpu_is_one_sentence(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    code = main(["toy", "train", "--device", "cuda", "--run-dir", str(tmp_path)])
+    code = main(["toy", "train", "--device", "cuda", "--run", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "no CUDA GPU" in err and "Traceback" not in err
     assert not any(tmp_path.iterdir())
@@ -106,7 +106,7 @@ def test_cli_bad_jsonl_fails_before_writing(tmp_path, capsys):
     bad = tmp_path / "users.jsonl"
     bad.write_text('{"items": [1, 2, 3]}\n{"items": [4, 5, 500]}\n')
     run = tmp_path / "run"
-    code = main(["toy", "train", "--dataset", "jsonl", "--train-path", str(bad), "--run-dir", str(run)])
+    code = main(["toy", "train", "--dataset", "jsonl", "--train-path", str(bad), "--run", str(run)])
     err = capsys.readouterr().err
     assert code == 2 and f"{bad}:2:" in err and "item id 500" in err
     assert not run.exists()

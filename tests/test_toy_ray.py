@@ -16,7 +16,7 @@ SMOKE = "jobs/configs/toy_smoke.yaml"
 
 
 def smoke(tmp_path, *overrides: str) -> ToyConfig:
-    return load_config(ToyConfig, SMOKE, [f"run_dir={tmp_path}", *overrides])
+    return load_config(ToyConfig, SMOKE, [f"run={tmp_path}", *overrides])
 
 
 def test_torchtrainer_two_workers_learns_beats_popular_and_resumes(ray_start_2_cpus, tmp_path):

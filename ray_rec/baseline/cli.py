@@ -2,7 +2,7 @@
 
 Examples::
 
-    ray-rec baseline sasrec --run-dir runs/demo
+    ray-rec baseline sasrec --run runs/demo
     ray-rec baseline sasrec --config jobs/configs/sasrec.yaml --set max_len=20 --set num_workers=1
 
 Flags are shorthands for config keys; precedence is defaults < ``--config`` YAML < flags < ``--set``.
@@ -25,7 +25,7 @@ def register(subparsers: Any) -> None:
                        description="Train SASRec (full softmax, early stopping on valid NDCG@10) under Ray Train "
                                    "and score valid/test with full ranking over the catalogue.")
     add_config_args(p)
-    p.add_argument("--run-dir", help="run folder holding data/ (run_dir)")
+    p.add_argument("--run", help="run folder holding data/ (run)")
     p.add_argument("--num-workers", type=int, help="Ray Train workers (num_workers)")
     p.add_argument("--use-gpu", action="store_true", default=None, help="one GPU per worker (use_gpu)")
     p.add_argument("--force", action="store_true", default=None, help="retrain even if finished (force)")
@@ -37,7 +37,7 @@ def _sasrec(args: argparse.Namespace) -> int:
     from ray_rec.cli import config_from_args
 
     cfg = config_from_args(SASRecConfig, args, base={
-        "run_dir": args.run_dir, "num_workers": args.num_workers, "use_gpu": args.use_gpu, "force": args.force})
+        "run": args.run, "num_workers": args.num_workers, "use_gpu": args.use_gpu, "force": args.force})
     from ray_rec.baseline.train import run_sasrec
     from ray_rec.metrics import format_table
 

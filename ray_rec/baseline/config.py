@@ -14,7 +14,7 @@ from ray_rec.config import ConfigError, option
 
 @dataclass(frozen=True)
 class SASRecConfig:
-    run_dir: str = option("runs/default", help="run folder: reads data/samples_*.parquet and data/items.parquet, "
+    run: str = option("runs/default", help="run folder: reads data/samples_*.parquet and data/items.parquet, "
                                                 "writes baseline/sasrec/")
     # model
     hidden: int = option(64, help="embedding and hidden width d")

@@ -6,7 +6,7 @@ NDCG@10, scores valid and test with the shared metric code (full ranking, paddin
 ``<run>/baseline/sasrec/{metrics.json, metrics.md, curve.png, model/}``. A finished run with the same
 config is not redone.
 
-    ray-rec baseline sasrec --config jobs/configs/sasrec.yaml --set run_dir=runs/demo
+    ray-rec baseline sasrec --config jobs/configs/sasrec.yaml --set run=runs/demo
 """
 
 from __future__ import annotations
@@ -239,14 +239,14 @@ def run_sasrec(cfg: SASRecConfig) -> dict[str, Any]:
     from ray_rec.paths import RunPaths
     from ray_rec.stage import is_done, mark_done
 
-    paths = RunPaths(cfg.run_dir)
+    paths = RunPaths(cfg.run)
     out = paths.sasrec_dir
     if not cfg.force and is_done(out, cfg, STAGE_IGNORE) and (out / "metrics.json").is_file():
         print(f"sasrec: {out} already holds this config's results (set force=true to retrain)")
         return json.loads((out / "metrics.json").read_text())
     for required in (paths.items, *(paths.samples(s) for s in ("train", "valid", "test"))):
         if not required.is_file():
-            raise InputError(f"{required}: missing; run the data stage for run_dir={cfg.run_dir} first")
+            raise InputError(f"{required}: missing; run the data stage for run={cfg.run} first")
     started = time.time()
     num_items = count_items(paths.items)
     result = _fit(cfg, num_items, paths, out)

@@ -1,10 +1,10 @@
 """``ray-rec data prepare | embed | stats``: the data stage from the command line.
 
     ray-rec data prepare                                   # synthetic default into runs/default
-    ray-rec data prepare --config jobs/configs/data_industrial.yaml --run-dir runs/ind
+    ray-rec data prepare --config jobs/configs/data_industrial.yaml --run runs/ind
     ray-rec data prepare --set source=amazon --set amazon.reviews=R.json.gz --set amazon.meta=M.json.gz
-    ray-rec data embed --run-dir runs/ind --set num_actors=2
-    ray-rec data stats --run-dir runs/ind
+    ray-rec data embed --run runs/ind --set num_actors=2
+    ray-rec data stats --run runs/ind
 
 Only argparse and the config helpers are imported here, so ``--help`` stays fast.
 """
@@ -23,7 +23,7 @@ def register(subparsers) -> None:
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
 
     prep = sub.add_parser("prepare", help="load or generate a data set into <run>/data (Parquet + manifest)")
-    prep.add_argument("--run-dir", dest="run_dir", help="run folder (default runs/default)")
+    prep.add_argument("--run", dest="run", help="run folder (default runs/default)")
     prep.add_argument("--source", choices=["synthetic", "minionerec", "lcrec", "beauty", "amazon"],
                       help="data source (default synthetic)")
     prep.add_argument("--path", help="data set folder (minionerec, lcrec, beauty)")
@@ -31,21 +31,21 @@ def register(subparsers) -> None:
     prep.set_defaults(func=_prepare)
 
     emb = sub.add_parser("embed", help="embed item texts with Ray Data into <run>/embeddings")
-    emb.add_argument("--run-dir", dest="run_dir", help="run folder (default runs/default)")
+    emb.add_argument("--run", dest="run", help="run folder (default runs/default)")
     emb.add_argument("--encoder", help="local encoder folder (default: packaged all-MiniLM-L6-v2)")
     emb.add_argument("--num-actors", dest="num_actors", type=int, help="encoder actors (default 2)")
     add_config_args(emb)
     emb.set_defaults(func=_embed)
 
     st = sub.add_parser("stats", help="counts, sparsity, length distributions and a PNG histogram")
-    st.add_argument("--run-dir", dest="run_dir", default="runs/default", help="run folder (default runs/default)")
+    st.add_argument("--run", dest="run", default="runs/default", help="run folder (default runs/default)")
     st.set_defaults(func=_stats)
 
 
 def _prepare(args: argparse.Namespace) -> int:
     from ray_rec.data.config import DataConfig
 
-    cfg = config_from_args(DataConfig, args, base={k: getattr(args, k) for k in ("run_dir", "source", "path")})
+    cfg = config_from_args(DataConfig, args, base={k: getattr(args, k) for k in ("run", "source", "path")})
     from ray_rec.data.prepare import run_prepare
 
     run_prepare(cfg)
@@ -55,7 +55,7 @@ def _prepare(args: argparse.Namespace) -> int:
 def _embed(args: argparse.Namespace) -> int:
     from ray_rec.data.config import EmbedConfig
 
-    cfg = config_from_args(EmbedConfig, args, base={k: getattr(args, k) for k in ("run_dir", "encoder", "num_actors")})
+    cfg = config_from_args(EmbedConfig, args, base={k: getattr(args, k) for k in ("run", "encoder", "num_actors")})
     from ray_rec.data.embed import read_embeddings, run_embed
 
     path = run_embed(cfg)
@@ -68,7 +68,7 @@ def _stats(args: argparse.Namespace) -> int:
     from ray_rec.data.stats import format_stats, run_stats
     from ray_rec.paths import RunPaths
 
-    paths = RunPaths(args.run_dir)
+    paths = RunPaths(args.run)
     print(format_stats(run_stats(paths)))
     print(f"wrote {paths.data_dir / 'stats.json'} and {paths.data_dir / 'stats.png'}")
     return 0

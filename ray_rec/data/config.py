@@ -71,9 +71,9 @@ class AmazonConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """``ray-rec data prepare``: one data set into typed artifacts under ``<run_dir>/data``."""
+    """``ray-rec data prepare``: one data set into typed artifacts under ``<run>/data``."""
 
-    run_dir: str = option("runs/default", help="run folder; artifacts go where ray_rec.paths.RunPaths says")
+    run: str = option("runs/default", help="run folder; artifacts go where ray_rec.paths.RunPaths says")
     source: Literal["synthetic", "minionerec", "lcrec", "beauty", "amazon"] = option(
         "synthetic", help="synthetic (embedded default) | minionerec | lcrec | beauty | amazon (raw 2018 dumps)")
     path: str = option("", help="folder of the data set for minionerec, lcrec and beauty")
@@ -106,7 +106,7 @@ class DataConfig:
 class EmbedConfig:
     """``ray-rec data embed``: item text -> vectors with Ray Data ``map_batches`` over an actor pool."""
 
-    run_dir: str = option("runs/default", help="run folder holding data/items.parquet; vectors go to embeddings/")
+    run: str = option("runs/default", help="run folder holding data/items.parquet; vectors go to embeddings/")
     encoder: str = option("", help="empty = packaged all-MiniLM-L6-v2; else a local sentence-transformers or Hugging Face encoder folder")
     template: str = option("", help="empty = the items.text column; else a template over {title} {description} {brand} {categories}")
     max_field_chars: int = option(1000, help="truncate each field to this many characters when template is set")

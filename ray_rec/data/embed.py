@@ -14,7 +14,7 @@ vector yet (vectors of a different encoder/template/normalisation are never mixe
 
 Run it::
 
-    ray-rec data embed --set run_dir=runs/default --set num_actors=2
+    ray-rec data embed --set run=runs/default --set num_actors=2
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from ray_rec.paths import RunPaths
 from ray_rec.stage import config_hash, is_done, mark_done
 
 # Fields that change the vectors; the others (actors, batch size, ...) only change speed.
-_SPEED_FIELDS = ("run_dir", "batch_size", "num_actors", "cpus_per_actor", "gpus_per_actor", "flush_every")
+_SPEED_FIELDS = ("run", "batch_size", "num_actors", "cpus_per_actor", "gpus_per_actor", "flush_every")
 
 
 def load_encoder(encoder: str, device: str, max_length: int):
@@ -201,12 +201,12 @@ def embed_to_parts(ids: np.ndarray, texts: list[str], cfg: EmbedConfig, parts: P
 
 
 def run_embed(cfg: EmbedConfig) -> Path:
-    """Embed every item of ``cfg.run_dir`` lacking a vector; returns the embeddings.parquet path."""
+    """Embed every item of ``cfg.run`` lacking a vector; returns the embeddings.parquet path."""
     from ray_rec.data.prepare import read_items
     from ray_rec.data.samples import with_text
     from ray_rec.runtime import init_ray
 
-    paths = RunPaths(cfg.run_dir)
+    paths = RunPaths(cfg.run)
     out_dir, final = paths.embeddings.parent, paths.embeddings
     items = read_items(paths)
     if cfg.template:

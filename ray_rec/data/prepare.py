@@ -9,7 +9,7 @@ Readers for the other stages: :func:`read_items`, :func:`read_interactions`, :fu
 
 Run it::
 
-    ray-rec data prepare --set source=lcrec --set path=../shared/data/scientific --set run_dir=runs/sci
+    ray-rec data prepare --set source=lcrec --set path=../shared/data/scientific --set run=runs/sci
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def read_manifest(paths: RunPaths | str | Path) -> dict:
 
 def _read(path: Path, sch: pa.Schema) -> pa.Table:
     if not path.is_file():
-        raise InputError(f"{path}: not found; run `ray-rec data prepare --set run_dir=...` first")
+        raise InputError(f"{path}: not found; run `ray-rec data prepare --set run=...` first")
     table = pq.read_table(path)
     missing = [n for n in sch.names if n not in table.column_names]
     if missing:
@@ -146,8 +146,8 @@ def write_artifacts(loaded: Loaded, paths: RunPaths, cfg: DataConfig) -> dict:
 
 
 def run_prepare(cfg: DataConfig) -> RunPaths:
-    """Prepare the configured data set in ``cfg.run_dir`` (skipped when done with the same config)."""
-    paths = RunPaths(cfg.run_dir)
+    """Prepare the configured data set in ``cfg.run`` (skipped when done with the same config)."""
+    paths = RunPaths(cfg.run)
     if is_done(paths.data_dir, cfg, ignore=("num_cpus",)):
         print(f"data: {paths.data_dir} is up to date (same config); skipped")
         return paths

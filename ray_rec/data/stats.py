@@ -1,7 +1,7 @@
 """``ray-rec data stats``: counts, sparsity and the distribution of sequence and history lengths of a
 prepared run folder, written as ``data/stats.json`` and a PNG histogram ``data/stats.png``.
 
-    ray-rec data stats --run-dir runs/default
+    ray-rec data stats --run runs/default
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmds = group.add_subparsers(dest="command", metavar="<command>", required=True)
     run = cmds.add_parser("run", help="data -> embeddings -> SIDs -> SFT -> evaluation, plus SASRec, then a report",
                           description="Run the whole pipeline on one run folder. Stages already done for the same "
-                                      "config are skipped; the report lands in <run-dir>/report/.")
+                                      "config are skipped; the report lands in <run>/report/.")
     add_config_args(run, default_config=None)
-    run.add_argument("--run-dir", help="run folder (default from the config: runs/default)")
+    run.add_argument("--run", help="run folder (default from the config: runs/default)")
     run.set_defaults(func=_run)
 
 
@@ -22,6 +22,6 @@ def _run(args: argparse.Namespace) -> int:
     from ray_rec.pipeline.config import PipelineConfig
     from ray_rec.pipeline.run import run_pipeline
 
-    cfg = config_from_args(PipelineConfig, args, base={"run_dir": args.run_dir})
+    cfg = config_from_args(PipelineConfig, args, base={"run": args.run})
     run_pipeline(cfg)
     return 0

@@ -1,11 +1,11 @@
-"""PipelineConfig: one section per stage, each the stage's own config; ``run_dir`` is shared.
+"""PipelineConfig: one section per stage, each the stage's own config; ``run`` is shared.
 
 Load it like any stage config::
 
     ray-rec pipeline run --config jobs/configs/pipeline.yaml --set sft.train.epochs=2
 
 Every section keeps the stage's defaults unless set; the pipeline overwrites each section's run folder
-with ``run_dir`` so the stages chain.
+with ``run`` so the stages chain.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ray_rec.train.config import SFTConfig
 class PipelineConfig:
     """The main job: every stage on one run folder, on a local Ray or the cluster at RAY_ADDRESS."""
 
-    run_dir: str = option("runs/default", help="run folder shared by every stage (its run/run_dir keys are overwritten)")
+    run: str = option("runs/default", help="run folder shared by every stage (each section's run key is overwritten with it)")
     num_cpus: int = option(4, help="logical CPUs of a local Ray (more than the cores lets Train workers and Data "
                                    "actors coexist on a small machine); ignored when RAY_ADDRESS is set")
     stages: list[str] = option(["data", "embed", "sid", "sft", "evaluate", "sasrec"],

@@ -31,23 +31,23 @@ UPSTREAM = {"data": [], "embed": ["data"], "sid": ["embed"], "sft": ["data", "si
             "evaluate": ["sft", "sid", "data"], "sasrec": ["data"]}
 
 
-def bind_run_dir(cfg: PipelineConfig) -> PipelineConfig:
-    """Every section's run folder set to ``cfg.run_dir`` (the stages chain through it)."""
-    run = str(Path(cfg.run_dir).expanduser().resolve())
+def bind_run(cfg: PipelineConfig) -> PipelineConfig:
+    """Every section's run folder set to ``cfg.run`` (the stages chain through it)."""
+    run = str(Path(cfg.run).expanduser().resolve())
     return dataclasses.replace(
-        cfg, run_dir=run,
-        data=dataclasses.replace(cfg.data, run_dir=run),
-        embed=dataclasses.replace(cfg.embed, run_dir=run),
+        cfg, run=run,
+        data=dataclasses.replace(cfg.data, run=run),
+        embed=dataclasses.replace(cfg.embed, run=run),
         sid=dataclasses.replace(cfg.sid, run=run),
         sft=dataclasses.replace(cfg.sft, run=run),
         evaluate=dataclasses.replace(cfg.evaluate, run=run, split="test"),
-        sasrec=dataclasses.replace(cfg.sasrec, run_dir=run),
+        sasrec=dataclasses.replace(cfg.sasrec, run=run),
     )
 
 
 def stage_dirs(cfg: PipelineConfig) -> dict[str, Path]:
     """Where each stage writes its stage.json."""
-    paths = RunPaths(cfg.run_dir)
+    paths = RunPaths(cfg.run)
     return {"data": paths.data_dir, "embed": paths.embeddings.parent, "sid": paths.sid_dir(cfg.sid.out_name),
             "sft": paths.sft_dir, "evaluate": paths.eval_dir(cfg.evaluate.name) / "test",
             "sasrec": paths.sasrec_dir}
@@ -91,7 +91,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     """Run the configured stages in order and write the report; returns the report's rows."""
     from ray_rec.runtime import init_ray
 
-    cfg = bind_run_dir(cfg)
+    cfg = bind_run(cfg)
     init_ray(num_cpus=cfg.num_cpus)
     dirs = stage_dirs(cfg)
     timings: dict[str, float] = {}
@@ -117,7 +117,7 @@ def report_rows(cfg: PipelineConfig, results: dict[str, Any]) -> dict[str, dict[
                                                       if k.startswith(("hr@", "ndcg@"))}
     if "sasrec" in results:
         rows["SASRec"] = dict(results["sasrec"]["test"])
-    n_items = pq.read_metadata(RunPaths(cfg.run_dir).items).num_rows
+    n_items = pq.read_metadata(RunPaths(cfg.run).items).num_rows
     rows["random"] = {**{f"hr@{k}": min(k, n_items) / n_items for k in REPORT_KS},
                       **{f"ndcg@{k}": random_ndcg(k, n_items) for k in REPORT_KS}}
     return rows
@@ -131,12 +131,12 @@ def random_ndcg(k: int, n: int) -> float:
 
 def write_report(cfg: PipelineConfig, results: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
     """metrics.json, metrics.md and metrics.png under ``<run>/report``."""
-    out = Path(cfg.run_dir) / "report"
+    out = Path(cfg.run) / "report"
     rows = report_rows(cfg, results)
     keys = [f"{m}@{k}" for m in ("hr", "ndcg") for k in REPORT_KS]
     table = format_table(rows, keys)
     write_json({"test": rows, "stage_seconds": timings}, out / "metrics.json")
-    write_text(f"# Test-split metrics ({cfg.run_dir})\n\n{table}\nStage wall times (s): "
+    write_text(f"# Test-split metrics ({cfg.run})\n\n{table}\nStage wall times (s): "
                + json.dumps(timings) + "\n", out / "metrics.md")
     plot_rows(rows, out / "metrics.png")
     print("\n" + table)

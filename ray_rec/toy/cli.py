@@ -21,7 +21,7 @@ from ray_rec.cli import add_config_args
 
 # flag dest -> dotted config key
 _FLAG_KEYS = {
-    "run_dir": "run_dir", "name": "name", "seed": "seed", "device": "device",
+    "run": "run", "name": "name", "seed": "seed", "device": "device",
     "num_workers": "num_workers", "cpus_per_worker": "cpus_per_worker",
     "dataset": "data.dataset", "train_path": "data.train_path", "num_items": "data.num_items",
     "num_users": "data.num_users", "max_len": "data.max_len",
@@ -35,7 +35,7 @@ _FLAG_KEYS = {
 def _add_common(p: argparse.ArgumentParser) -> None:
     add_config_args(p)
     g = p.add_argument_group("shorthands for config keys")
-    g.add_argument("--run-dir", help="run folder (run_dir); outputs go to <run-dir>/toy/")
+    g.add_argument("--run", help="run folder (run); outputs go to <run>/toy/")
     g.add_argument("--name", help="run name (name); the same name resumes a run")
     g.add_argument("--seed", type=int, help="seed (seed)")
     g.add_argument("--device", choices=["cpu", "cuda"], help="cpu: DDP over gloo; cuda: NCCL, one GPU per worker (device)")

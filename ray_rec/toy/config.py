@@ -95,7 +95,7 @@ class ToyOptimConfig:
 class ToyTuneConfig:
     """The Ray Tune sweep: search space, ASHA early stopping on ndcg@10, resources."""
 
-    name: str = option("toy-sweep", help="sweep name; results go to <run_dir>/toy/tune/<name>/")
+    name: str = option("toy-sweep", help="sweep name; results go to <run>/toy/tune/<name>/")
     num_samples: int = option(8, help="trials sampled from the search space")
     max_concurrent: int = option(2, help="trials running at once (each uses cpus_per_trial)")
     cpus_per_trial: float = option(1.0, help="logical CPUs reserved per trial")
@@ -130,7 +130,7 @@ class ToyTuneConfig:
 class ToyConfig:
     """Everything ``ray-rec toy train`` and ``ray-rec toy tune`` need."""
 
-    run_dir: str = option("runs/default", help="run folder; toy outputs go to <run_dir>/toy/")
+    run: str = option("runs/default", help="run folder; toy outputs go to <run>/toy/")
     name: str = option("toy", help="Ray Train run name; starting a run with the same name resumes it")
     seed: int = option(0, help="seed for data generation, initialisation, shuffling and dropout")
     device: Literal["cpu", "cuda"] = option("cpu", help="'cpu' (DDP over gloo) or 'cuda' (DDP over NCCL, one GPU per worker)")

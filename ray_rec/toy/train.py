@@ -1,7 +1,7 @@
 """Run the toy training loop under Ray Train ``TorchTrainer``: N data-parallel workers, DDP over gloo
 on CPU or NCCL on GPU, metrics and checkpoints through ``ray.train.report``.
 
-Outputs (``RunPaths(run_dir).toy_train_dir(name)``): Ray Train's checkpoints, ``metrics.json``
+Outputs (``RunPaths(run).toy_train_dir(name)``): Ray Train's checkpoints, ``metrics.json``
 (the final validation, test and most-popular metrics), ``history.json`` (one row per epoch),
 ``curves.png`` and ``stage.json``. Starting a run whose name exists resumes it from its newest
 checkpoint (more epochs continue it; the same config again returns the stored metrics at once)::
@@ -109,7 +109,7 @@ def run_toy_train(cfg: ToyConfig) -> dict[str, Any]:
     from ray_rec.toy.data import load_sequences
 
     started = time.time()
-    out = RunPaths(cfg.run_dir).toy_train_dir(cfg.name)
+    out = RunPaths(cfg.run).toy_train_dir(cfg.name)
     if is_done(out, cfg, IGNORE):
         print(f"[toy] {out} already holds this run; delete it or change the config to retrain", flush=True)
         return json.loads((out / "metrics.json").read_text())

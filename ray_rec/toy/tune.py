@@ -3,7 +3,7 @@ pooling, with ASHA stopping weak trials early on validation NDCG@10.
 
 Each trial runs the same loop as ``ray-rec toy train`` in one process on the same sequences (sampled
 ``max_len`` only changes how much history the model sees). Outputs in
-``RunPaths(run_dir).toy_tune_dir(tune.name)``, beside Tune's trial folders:
+``RunPaths(run).toy_tune_dir(tune.name)``, beside Tune's trial folders:
 
     best_config.yaml   a full toy config with the best trial's values: ray-rec toy train --config it
     results.csv/.md    one row per trial: sampled values, epochs run, final validation metrics
@@ -98,7 +98,7 @@ def run_toy_tune(cfg: ToyConfig) -> dict[str, Any]:
     from ray_rec.toy.train import check_device
 
     started = time.time()
-    out = RunPaths(cfg.run_dir).toy_tune_dir(cfg.tune.name)
+    out = RunPaths(cfg.run).toy_tune_dir(cfg.tune.name)
     if is_done(out, cfg, IGNORE):
         print(f"[toy] {out} already holds this sweep; delete it or change the config to rerun", flush=True)
         return json.loads((out / "summary.json").read_text())

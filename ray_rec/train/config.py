@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from typing import Literal
 
 from ray_rec.config import ConfigError, option
+from ray_rec.sid.config import SIDConfig
 
 TASKS = ("sid_next", "sid_seq", "sid_to_title", "title_to_sid", "sid_history_title",
          "title_history_title", "title_history_sid")
@@ -158,7 +159,8 @@ class SFTConfig:
 
     run: str = option("runs/default", help="run folder holding data/ and sid/<method>/; writes sft/")
     name: str = option("sft", help="Ray Train run name under <run>/sft/; the same name resumes that run")
-    sid_method: str = option("rqkmeans", help="which <run>/sid/<method>/codes.parquet gives the items' SIDs")
+    sid_method: str = option(SIDConfig().out_name, help="which <run>/sid/<method>/codes.parquet gives the items' "
+                                                        "SIDs (default: where `ray-rec sid build` writes by default)")
     model: ModelSection = option(ModelSection(), help="the causal LM and tokenizer")
     tasks: TasksSection = option(TasksSection(), help="the SFT task mix")
     train: TrainSection = option(TrainSection(), help="optimisation, evaluation and checkpoints")
