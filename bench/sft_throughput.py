@@ -71,10 +71,10 @@ def plain_loop(cfg, data: dict[str, Any]) -> dict[str, float]:
     model = build_model(cfg.model, tok, seed=cfg.train.seed).train()
     opt = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr, betas=(0.9, 0.95))
     meter, micro = Meter(), cfg.train.micro_batch_size
+    lengths = np.diff(train.offsets) if cfg.train.group_by_length else None  # as the training loop does
     for step in range(cfg.train.max_steps):
         for g in opt.param_groups:
             g["lr"] = get_lr(step, cfg.train.max_steps, cfg.train.lr, cfg.train.warmup_steps, cfg.train.min_lr_ratio)
-        lengths = np.diff(train.offsets) if cfg.train.group_by_length else None
         mine, tokens, t0 = rank_indices(step, len(train), cfg, 0, lengths), 0, time.perf_counter()
         for m in range(cfg.grad_accum):
             batch = collate(train, mine[m * micro:(m + 1) * micro], int(tok.pad_token_id))
