@@ -25,6 +25,7 @@ rows of the same name) into one JSON and markdown table, keeping each source's c
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -102,7 +103,10 @@ def sasrec_row(paths: Any, dataset: str, protocol: str, seed: int, args: argpars
     from ray_rec.config import load_config
 
     base = {"run": str(paths.root), "max_len": DATASETS[dataset]["max_history"], "seed": seed,
-            "num_workers": args.workers, "time_limit_s": args.time_limit, "force": True}
+            "num_workers": args.workers, "time_limit_s": args.time_limit, "force": True,
+            # the machine's cores split over the workers (the SFT rows use both cores too)
+            "threads": max(1, (os.cpu_count() or 1) // args.workers),
+            "cpus_per_worker": max(1, (os.cpu_count() or 1) // args.workers)}
     if epochs is not None:
         base.update(select="last", max_epochs=epochs)
     cfg = load_config(SASRecConfig, None, args.sasrec_set, base=base)

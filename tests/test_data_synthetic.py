@@ -11,7 +11,7 @@ import pytest
 from ray_rec.cli import main
 from ray_rec.config import ConfigError, load_config
 from ray_rec.data.config import DataConfig, SyntheticConfig
-from ray_rec.data.samples import build_splits, interactions_table
+from ray_rec.data.samples import build_splits, interactions_table, user_sequences, windows
 from ray_rec.data.synthetic import generate_synthetic
 
 
@@ -73,6 +73,30 @@ def test_sliding_windows_by_hand():
     assert s["valid"].to_pylist() == [{"user_id": 0, "history": [6], "target": 7}]
     assert s["test"].to_pylist() == [{"user_id": 0, "history": [7], "target": 5},
                                      {"user_id": 1, "history": [8], "target": 9}]
+
+
+def test_user_sequences_chain_sliding_windows():
+    # user 1: growing prefixes then windows of 3 items sliding by one; user 2: a single sample
+    hist = [[10], [10, 11], [10, 11, 12], [11, 12, 13], [12, 13, 14], [7]]
+    target = [11, 12, 13, 14, 15, 8]
+    assert user_sequences([1, 1, 1, 1, 1, 2], hist, target) == [[10, 11, 12, 13, 14, 15], [7, 8]]
+    assert windows([1, 2, 3, 4, 5, 6], 3) == [[1, 2], [2, 3, 4], [4, 5, 6]]
+    assert windows([1, 2], 50) == [[1, 2]]
+    assert windows([1], 3) == [[1]]
+
+
+def test_capped_samples_give_every_target_once():
+    """Histories capped at 4 items: rebuilding and windowing labels each target exactly once, the
+    newest in a full window (what SASRec and sid_seq train on)."""
+    inter = interactions_table([0] * 12 + [1] * 3, list(range(100, 112)) + [7, 8, 9], list(range(15)))
+    train = build_splits(inter, 4, "leave_one_out")["train"]
+    seqs = user_sequences(train.column("user_id").to_pylist(), train.column("history").to_pylist(),
+                          train.column("target").to_pylist())
+    assert seqs == [list(range(100, 110))]  # user 1 has no training sample (3 items: valid and test)
+    pieces = windows(seqs[0], 5)
+    assert pieces == [[100, 101], [101, 102, 103, 104, 105], [105, 106, 107, 108, 109]]
+    labelled = [x for w in pieces for x in w[1:]]
+    assert labelled == train.column("target").to_pylist() == list(range(101, 110))
 
 
 def test_cli_prepare_and_stats(tmp_path, capsys):

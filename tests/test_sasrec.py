@@ -37,6 +37,12 @@ def test_pad_left_and_training_arrays_by_hand():
     inputs, labels = training_arrays(users, history, targets, max_len=3, objective="all")
     assert inputs.tolist() == [[0, 2, 3], [0, 0, 6]]
     assert labels.tolist() == [[0, 3, 4], [0, 0, 7]]
+    # capped histories (2 items): user 0's 1 2 3 4 5 6 is rebuilt and every target labelled once
+    history = pa.array([[1], [1, 2], [2, 3], [3, 4], [4, 5]], type=pa.list_(pa.int64()))
+    inputs, labels = training_arrays(np.zeros(5, dtype=int), history, np.array([2, 3, 4, 5, 6]), max_len=3,
+                                     objective="all")
+    assert inputs.tolist() == [[0, 2, 3], [4, 5, 6]]  # windows 1 2 3 | 3 4 5 6, shifted by +1
+    assert labels.tolist() == [[0, 3, 4], [5, 6, 7]]
 
 
 def test_causal_masking_later_items_do_not_change_earlier_outputs():

@@ -18,6 +18,7 @@ from ray_rec.train.config import TASKS, ModelSection, SFTConfig, TasksSection
 from ray_rec.train.deepspeed_config import deepspeed_config
 from ray_rec.train.loop import collate, epoch_order, get_lr, param_groups, rank_indices, response_loss
 from ray_rec.train.model import (
+    add_dropout,
     add_sid_tokens,
     build_model,
     build_model_and_tokenizer,
@@ -101,16 +102,6 @@ def test_prompt_contract_with_evaluation(tok):
     assert tasks.encode_pairs(tok, texts) == [prompts.encode_pair(tok, *texts[0])]
 
 
-def test_user_sequences_chain_sliding_windows():
-    # user 1: growing prefixes then windows of 3 items sliding by one; user 2: a single sample
-    hist = [[10], [10, 11], [10, 11, 12], [11, 12, 13], [12, 13, 14], [7]]
-    target = [11, 12, 13, 14, 15, 8]
-    s = tasks.Samples([1, 1, 1, 1, 1, 2], hist, target)
-    assert tasks.user_sequences(s) == [[10, 11, 12, 13, 14, 15], [7, 8]]
-    assert tasks.windows([1, 2, 3, 4, 5, 6], 3) == [[1, 2, 3], [3, 4, 5], [5, 6]]
-    assert tasks.windows([1, 2], 50) == [[1, 2]]
-
-
 def test_weighted_task_mix(tok):
     cfg = TasksSection(sid_next=2.0, sid_to_title=0.5, title_to_sid=1.0)
     ex, counts = tasks.build_examples(tok, cfg, SAMPLES, CODES, TITLES)
@@ -192,6 +183,24 @@ def test_deepspeed_config_from_sft_config():
     assert deepspeed_config(gpu)["bf16"] == {"enabled": True}
     assert deepspeed_config(load_config(SFTConfig, None, ["scaling.use_gpu=true", "train.precision=fp32"]))[
         "bf16"] == {"enabled": False}
+
+
+def test_dropout_acts_in_training_only(tok):
+    """model.dropout: two training-mode passes differ, evaluation equals the same model without it."""
+    ids = torch.tensor([prompts.encode_prompt(tok, [[1, 2, 3]])])
+    section = dict(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1)
+    plain = build_model(ModelSection(**section), tok, seed=3)
+    noisy = build_model(ModelSection(**section, dropout=0.3), tok, seed=3)
+    assert add_dropout(noisy, 0.3) == 1 + 2 * 2  # embeddings + attention and MLP of each block
+    assert add_dropout(plain, 0.0) == 0
+    with torch.no_grad():
+        noisy.train(), plain.train()
+        assert not torch.equal(noisy(input_ids=ids).logits, noisy(input_ids=ids).logits)
+        assert torch.equal(plain(input_ids=ids).logits, plain(input_ids=ids).logits)
+        noisy.eval(), plain.eval()
+        assert torch.allclose(noisy(input_ids=ids).logits, plain(input_ids=ids).logits, atol=1e-6)
+    with pytest.raises(ConfigError, match="dropout"):
+        ModelSection(dropout=1.0)
 
 
 def test_freeze_base_moves_only_new_rows(tok):

@@ -27,6 +27,7 @@ import torch
 from ray_rec.baseline.config import SASRecConfig
 from ray_rec.baseline.sasrec import SASRec
 from ray_rec.config import to_dict
+from ray_rec.data.samples import user_sequences, windows
 from ray_rec.errors import InputError, at
 from ray_rec.metrics import format_table, hr_ndcg, ranks_from_scores
 
@@ -87,27 +88,23 @@ def pad_left(lists: pa.ListArray, width: int, tail: np.ndarray | None = None) ->
     return out
 
 
-def drop_prefix_samples(users: np.ndarray, history: pa.ListArray, targets: np.ndarray) -> np.ndarray:
-    """(N,) bool mask of samples to keep for the every-position objective: a sample whose
-    history+target is exactly another sample's history (the same user one step later) adds nothing."""
-    seen = {(u, tuple(h)) for u, h in zip(users.tolist(), history.to_pylist(), strict=False)}
-    return np.array([(u, (*h, t)) not in seen
-                     for u, h, t in zip(users.tolist(), history.to_pylist(), targets.tolist(), strict=False)], dtype=bool)
-
-
 def training_arrays(users: np.ndarray, history: pa.ListArray, targets: np.ndarray, max_len: int,
                     objective: str) -> tuple[np.ndarray, np.ndarray]:
     """Samples -> (inputs (N, L), labels (N, L)) shifted ids; label 0 = no loss at that position.
 
-    'last': the label is the target at the final position only. 'all': inputs are history+target
-    without its last item and labels the same shifted by one (next item at every real position)."""
+    'last': one row per sample, the label is its target at the final position. 'all': the users'
+    sequences are rebuilt from the samples and cut into windows of ``max_len + 1`` items that end at
+    the newest item (:func:`ray_rec.data.samples.windows`); inputs are a window without its last item
+    and labels the same shifted by one, so every training target is labelled exactly once even where
+    sample histories are capped (a long user's overlapping samples would otherwise count ~max_len times)."""
     if objective == "last":
         inputs = pad_left(history, max_len)
         labels = np.zeros_like(inputs)
         labels[:, -1] = targets + 1
         return inputs, labels
-    keep = drop_prefix_samples(users, history, targets)
-    full = pad_left(history.filter(pa.array(keep)), max_len + 1, tail=targets[keep])
+    seqs = user_sequences(users.tolist(), history.to_pylist(), targets.tolist())
+    pieces = [w for seq in seqs for w in windows(seq, max_len + 1) if len(w) >= 2]
+    full = pad_left(pa.array(pieces, pa.list_(pa.int64())), max_len + 1)
     inputs, labels = full[:, :-1].copy(), full[:, 1:].copy()
     labels[inputs == 0] = 0  # nothing precedes a sequence's first item
     return inputs, labels

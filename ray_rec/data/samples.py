@@ -6,9 +6,15 @@ sliding-window samples and the two split protocols.
   first: history = the previous <= N items, target = the item.
 * :func:`split_ratio` sorts all samples by target time (stable) and cuts 8:1:1 (MiniOneRec);
   :func:`split_leave_one_out` gives each user's last sample to test, second last to valid.
+* :func:`user_sequences` goes back from samples to whole sequences and :func:`windows` cuts those into
+  pieces a model reads in one pass (SASRec's every-position loss, SFT's ``sid_seq`` task), so that
+  every target is trained on exactly once even when sample histories are capped.
 """
 
 from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -116,3 +122,52 @@ def interactions_table(user, item, time) -> pa.Table:
     return pa.table({"user_id": pa.array(np.asarray(user, dtype=np.int64)),
                      "item_id": pa.array(np.asarray(item, dtype=np.int64)),
                      "timestamp": pa.array(np.asarray(time, dtype=np.int64))}, schema=schema.INTERACTIONS)
+
+
+def user_sequences(users: Sequence[int], histories: Sequence[Sequence[int]],
+                   targets: Sequence[int]) -> list[list[int]]:
+    """Rebuild each user's item sequence from sliding-window samples (history + target).
+
+    A sample whose sequence is a prefix of another of the same user's is dropped; windows that slide
+    by one item (``B[:-1] == A[1:]``, what a capped history gives) are chained. Users keep the order
+    they first appear in; samples that chain to nothing stay sequences of their own.
+    """
+    by_user: dict[int, list[tuple[int, ...]]] = defaultdict(list)
+    for u, h, t in zip(users, histories, targets, strict=True):
+        by_user[u].append((*h, t))
+    out = []
+    for seqs in by_user.values():
+        kept, prefixes = [], set()
+        for s in sorted(set(seqs), key=len, reverse=True):
+            if s not in prefixes:
+                kept.append(s)
+                prefixes.update(s[:k] for k in range(1, len(s) + 1))
+        tails = {s[1:]: s for s in kept}
+        succ = {tails[s[:-1]]: s for s in kept if s[:-1] in tails and tails[s[:-1]] != s}
+        has_pred = set(succ.values())
+        for start in [s for s in kept if s not in has_pred] or kept[:1]:
+            seq, node, seen = list(start), start, {start}
+            while node in succ and succ[node] not in seen:
+                node = succ[node]
+                seen.add(node)
+                seq.append(node[-1])
+            out.append(seq)
+    return out
+
+
+def windows(seq: Sequence[int], size: int) -> list[list[int]]:
+    """Pieces of at most ``size`` items overlapping by one, aligned to the end of ``seq``, so every
+    item but the first is a target exactly once and the newest items get the longest context.
+
+    >>> windows([1, 2, 3, 4, 5, 6], 3)
+    [[1, 2], [2, 3, 4], [4, 5, 6]]
+    """
+    if size < 2:
+        raise ValueError(f"a window needs at least 2 items (an input and a target), got size={size}")
+    out, end = [], len(seq)
+    while True:
+        start = max(0, end - size)
+        out.append(list(seq[start:end]))
+        if start == 0:
+            return out[::-1]
+        end = start + 1

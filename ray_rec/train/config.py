@@ -41,11 +41,16 @@ class ModelSection:
                                             "(before the SID tokens are added)")
     freeze_base: bool = option(False, help="train only the new SID token rows of the embedding and output head; "
                                            "every other parameter stays as loaded")
+    dropout: float = option(0.0, help="training-time dropout on the token embeddings and on every block's attention "
+                                      "and MLP output (and, for a built model, on the attention weights); "
+                                      "0.1-0.3 keeps a small model from overfitting a small catalogue")
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "max_positions", "bpe_vocab_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must lie in [0, 1), got {self.dropout}")
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
             raise ConfigError(f"model.num_heads ({self.num_heads}) must divide model.hidden_size "
                               f"({self.hidden_size}) and model.num_kv_heads ({self.num_kv_heads}) must divide "

@@ -318,7 +318,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     import ray.train
 
     from ray_rec.runtime import set_threads
-    from ray_rec.train.model import build_model, freeze_base
+    from ray_rec.train.model import add_dropout, build_model, freeze_base
 
     cfg: SFTConfig = loop_config["cfg"]
     set_threads(cfg.scaling.threads_per_worker)
@@ -342,6 +342,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             model = AutoModelForCausalLM.from_pretrained(restored, dtype=torch.float32)
         else:
             model = build_model(cfg.model, tokenizer, seed=cfg.train.seed)
+        add_dropout(model, cfg.model.dropout)
         if cfg.model.freeze_base:
             freeze_base(model, data["first_new_id"])
         backend = Backend(model, cfg, device)

@@ -130,13 +130,41 @@ def build_model(cfg: ModelSection, tokenizer, seed: int = 0):
             num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
             intermediate_size=cfg.intermediate_size or 4 * cfg.hidden_size,
             max_position_embeddings=cfg.max_positions, tie_word_embeddings=cfg.tie_embeddings,
-            bos_token_id=None, use_cache=True)
+            attention_dropout=cfg.dropout, bos_token_id=None, use_cache=True)
         model = Qwen2ForCausalLM(config)
     model.config.eos_token_id = tokenizer.eos_token_id
     model.config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model
+
+
+def add_dropout(model, p: float) -> int:
+    """Dropout with rate ``p`` on the token embeddings and on each decoder block's attention and MLP
+    outputs (before they join the residual stream), active only in training mode.
+
+    Qwen2/Llama-style models have no such dropout of their own, and a small model trained from scratch
+    on a small catalogue overfits without it. Forward hooks leave the saved weights and config
+    untouched, so a reloaded model decodes exactly as before. Returns the number of hooked modules."""
+    import torch.nn.functional as F
+
+    base = getattr(model, "model", None)
+    layers = getattr(base, "layers", None)
+    if p <= 0:
+        return 0
+    if layers is None or not all(hasattr(layer, "self_attn") and hasattr(layer, "mlp") for layer in layers):
+        raise InputError(f"model.dropout={p} needs a decoder with model.layers[i].self_attn/.mlp "
+                         f"(Qwen2, Llama, Mistral); {type(model).__name__} has another layout, set model.dropout=0")
+
+    def drop(module, inputs, output):
+        if isinstance(output, tuple):  # attention returns (hidden, weights)
+            return (F.dropout(output[0], p, module.training), *output[1:])
+        return F.dropout(output, p, module.training)
+
+    hooked = [model.get_input_embeddings()] + [m for layer in layers for m in (layer.self_attn, layer.mlp)]
+    for module in hooked:
+        module.register_forward_hook(drop)
+    return len(hooked)
 
 
 def build_model_and_tokenizer(cfg: SFTConfig | ModelSection, items_table: pa.Table,

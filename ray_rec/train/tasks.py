@@ -20,7 +20,6 @@ the result is an :class:`Examples` pack of flat int32 arrays that Ray ships to t
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from ray_rec.data.samples import user_sequences, windows
 from ray_rec.errors import InputError, at
 from ray_rec.sid.tokens import sid_token
 from ray_rec.train import prompts
@@ -129,45 +129,6 @@ def sid_token_ids(tokenizer, codes: dict[int, list[int]]) -> dict[int, list[int]
 
 # ---------------------------------------------------------------- whole user sequences
 
-def user_sequences(samples: Samples) -> list[list[int]]:
-    """Rebuild each user's item sequence from sliding-window samples (history + target).
-
-    A sample whose sequence is a prefix of another of the same user's is dropped; windows that slide
-    by one item (``B[:-1] == A[1:]``) are chained. Users keep the order they first appear in.
-    """
-    by_user: dict[int, list[tuple[int, ...]]] = defaultdict(list)
-    for u, h, t in zip(samples.users, samples.histories, samples.targets, strict=False):
-        by_user[u].append(tuple(h) + (t,))
-    out = []
-    for seqs in by_user.values():
-        kept, prefixes = [], set()
-        for s in sorted(set(seqs), key=len, reverse=True):
-            if s not in prefixes:
-                kept.append(s)
-                prefixes.update(s[:k] for k in range(1, len(s) + 1))
-        tails = {s[1:]: s for s in kept}
-        succ = {tails[s[:-1]]: s for s in kept if s[:-1] in tails and tails[s[:-1]] != s}
-        has_pred = set(succ.values())
-        for start in [s for s in kept if s not in has_pred] or kept[:1]:
-            seq, node, seen = list(start), start, {start}
-            while node in succ and succ[node] not in seen:
-                node = succ[node]
-                seen.add(node)
-                seq.append(node[-1])
-            out.append(seq)
-    return out
-
-
-def windows(seq: Sequence[int], size: int) -> list[list[int]]:
-    """Windows of ``size`` items overlapping by one, so every item but the first is a target once.
-
-    >>> windows([1, 2, 3, 4, 5, 6], 3)
-    [[1, 2, 3], [3, 4, 5], [5, 6]]
-    """
-    step = size - 1
-    return [list(seq[s:s + size]) for s in range(0, max(len(seq) - 1, 1), step)]
-
-
 # ---------------------------------------------------------------- per-task examples
 
 def _title(titles: dict[int, str], item: int, max_words: int) -> str | None:
@@ -192,7 +153,7 @@ def sid_seq_examples(tok, samples: Samples, sids: dict[int, list[int]], max_item
     only after the last item of a user's sequence."""
     head, eos = prompts.encode_text(tok, prompts.HISTORY_HEAD, bos=True), int(tok.eos_token_id)
     pairs = []
-    for seq in user_sequences(samples):
+    for seq in user_sequences(samples.users, samples.histories, samples.targets):
         parts = windows(seq, max_items)
         for k, win in enumerate(parts):
             if len(win) < 2:
