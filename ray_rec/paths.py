@@ -14,6 +14,8 @@ paths between commands::
     <run>/eval/<name>/                       metrics.json, metrics.md
     <run>/baseline/sasrec/                   SASRec runs and metrics
     <run>/toy/                               toy recommender runs and sweeps
+
+The Parquet artifacts are read through :mod:`ray_rec.artifacts`, which checks them against these schemas.
 """
 
 from __future__ import annotations

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
+from ray_rec import artifacts
 from ray_rec.baseline.config import SASRecConfig
 from ray_rec.baseline.sasrec import SASRec
 from ray_rec.config import to_dict
@@ -38,7 +38,7 @@ HISTORY_FILE = "history.json"     # per-epoch rows, inside the final checkpoint
 # ----------------------------------------------------------------------------- data
 def count_items(items_path: str | Path) -> int:
     """Catalogue size V = max item id + 1 of an items Parquet (schema ITEMS)."""
-    ids = pq.read_table(items_path, columns=["item_id"]).column("item_id").to_numpy()
+    ids = artifacts.read_items(items_path, columns=["item_id"]).column("item_id").to_numpy()
     if ids.size == 0 or ids.min() < 0:
         raise InputError(f"{at(items_path, field='item_id')} needs at least one item and ids >= 0")
     return int(ids.max()) + 1
@@ -46,10 +46,7 @@ def count_items(items_path: str | Path) -> int:
 
 def read_samples(path: str | Path, num_items: int) -> tuple[np.ndarray, pa.ListArray, np.ndarray]:
     """A SAMPLES Parquet -> (user_id (N,), history list array, target (N,)), ids checked in [0, V)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: samples file missing; run the data stage first (ray-rec data prepare)")
-    table = pq.read_table(path, columns=["user_id", "history", "target"])
+    table = artifacts.read_samples(path)
     history = table.column("history").combine_chunks()
     targets = table.column("target").to_numpy()
     flat = history.flatten().to_numpy()
@@ -241,9 +238,8 @@ def run_sasrec(cfg: SASRecConfig) -> dict[str, Any]:
     if not cfg.force and is_done(out, cfg, STAGE_IGNORE) and (out / "metrics.json").is_file():
         print(f"sasrec: {out} already holds this config's results (set force=true to retrain)")
         return json.loads((out / "metrics.json").read_text())
-    for required in (paths.items, *(paths.samples(s) for s in ("train", "valid", "test"))):
-        if not required.is_file():
-            raise InputError(f"{required}: missing; run the data stage for run={cfg.run} first")
+    for split in ("train", "valid", "test"):  # the workers read them: refuse a bad file before Ray starts
+        artifacts.require(paths.samples(split), artifacts.SAMPLES)
     started = time.time()
     num_items = count_items(paths.items)
     result = _fit(cfg, num_items, paths, out)

@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ray_rec import artifacts
 from ray_rec.data import schema
 from ray_rec.data.config import EmbedConfig
 from ray_rec.errors import InputError
@@ -122,19 +123,7 @@ def embed_texts(item_ids: np.ndarray, texts: list[str], cfg: EmbedConfig, on_bat
 def read_embeddings(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """embeddings.parquet (or a run folder) -> (item_ids (n,) int64, vectors (n, d) float32)."""
     path = Path(path)
-    if path.is_dir():
-        path = RunPaths(path).embeddings
-    if not path.is_file():
-        raise InputError(f"{path}: no embeddings; run `ray-rec data embed` first")
-    table = pq.read_table(path)
-    for name in schema.EMBEDDINGS.names:
-        if name not in table.column_names:
-            raise InputError(f"{path}: field {name!r}: missing column")
-    ids = table.column("item_id").to_numpy()
-    emb = table.column("embedding").combine_chunks()
-    d = len(emb[0]) if len(emb) else 0
-    vectors = emb.flatten().to_numpy().astype(np.float32).reshape(len(ids), d)
-    return ids, vectors
+    return artifacts.read_embeddings(RunPaths(path).embeddings if path.is_dir() else path)
 
 
 def embeddings_table(ids: np.ndarray, vectors: np.ndarray) -> pa.Table:

@@ -4,8 +4,8 @@ Writes items.parquet, interactions.parquet, samples_{train,valid,test}.parquet (
 :mod:`ray_rec.data.schema`), each atomically, then manifest.json (counts, sha256 of every artifact,
 the config) and stage.json last; a rerun with the same config is skipped.
 
-Readers for the other stages: :func:`read_items`, :func:`read_interactions`, :func:`read_samples`,
-:func:`read_manifest`.
+Readers by run folder: :func:`read_items`, :func:`read_interactions`, :func:`read_samples` (the
+artifact readers of :mod:`ray_rec.artifacts`, which check and cast every file) and :func:`read_manifest`.
 
 Run it::
 
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from ray_rec import artifacts
 from ray_rec.config import to_dict
 from ray_rec.data import schema
 from ray_rec.data.config import DataConfig
@@ -41,17 +41,17 @@ def _as_paths(paths: RunPaths | str | Path) -> RunPaths:
 
 def read_items(paths: RunPaths | str | Path) -> pa.Table:
     """Items (schema.ITEMS) of a run folder, sorted by item_id (ids 0..n-1)."""
-    return _read(_as_paths(paths).items, schema.ITEMS)
+    return artifacts.read_items(_as_paths(paths).items)
 
 
 def read_interactions(paths: RunPaths | str | Path) -> pa.Table:
     """Interactions (schema.INTERACTIONS) of a run folder, per user oldest first."""
-    return _read(_as_paths(paths).interactions, schema.INTERACTIONS)
+    return artifacts.read_interactions(_as_paths(paths).interactions)
 
 
 def read_samples(paths: RunPaths | str | Path, split: str) -> pa.Table:
     """Samples (schema.SAMPLES) of ``split`` ('train', 'valid', 'test')."""
-    return _read(_as_paths(paths).samples(split), schema.SAMPLES)
+    return artifacts.read_samples(_as_paths(paths).samples(split))
 
 
 def read_manifest(paths: RunPaths | str | Path) -> dict:
@@ -60,16 +60,6 @@ def read_manifest(paths: RunPaths | str | Path) -> dict:
     if not path.is_file():
         raise InputError(f"{path}: no data manifest; run `ray-rec data prepare` first")
     return json.loads(path.read_text())
-
-
-def _read(path: Path, sch: pa.Schema) -> pa.Table:
-    if not path.is_file():
-        raise InputError(f"{path}: not found; run `ray-rec data prepare --set run=...` first")
-    table = pq.read_table(path)
-    missing = [n for n in sch.names if n not in table.column_names]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing}; expected {sch.names}")
-    return table.select(sch.names).cast(sch)
 
 
 def load_source(cfg: DataConfig) -> Loaded:

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from ray_rec import artifacts
 from ray_rec.config import to_dict
 from ray_rec.errors import InputError, at
 from ray_rec.eval.config import EvalConfig
@@ -51,29 +51,15 @@ PREDICTIONS = pa.schema([
 
 def read_codes(path: Path) -> tuple[np.ndarray, list[list[int]]]:
     """codes.parquet (schema CODES) -> (item_ids (N,), codes per item)."""
-    if not path.is_file():
-        raise InputError(f"{path}: no SID codes; run `ray-rec sid build` first or set sid_method")
-    table = pq.read_table(path)
-    missing = {"item_id", "codes"} - set(table.column_names)
-    if missing:
-        raise InputError(f"{at(path, field=sorted(missing)[0])} missing column (expected item_id, codes)")
-    codes = table.column("codes").to_pylist()
-    for row, c in enumerate(codes):
-        if not c:
-            raise InputError(f"{at(path, row + 1, 'codes')} item {table.column('item_id')[row]} has an empty SID")
-    return table.column("item_id").to_numpy(), codes
+    table = artifacts.read_codes(path)
+    return table.column("item_id").to_numpy(), table.column("codes").to_pylist()
 
 
 def read_samples(path: Path, known_items: np.ndarray, max_users: int = 0) -> pa.Table:
     """samples_<split>.parquet -> table with a ``row`` column; every item must have a SID."""
-    if not path.is_file():
-        raise InputError(f"{path}: no samples; run the data stage first")
-    table = pq.read_table(path)
+    table = artifacts.read_samples(path)
     if max_users:
         table = table.slice(0, max_users)
-    for name in ("user_id", "history", "target"):
-        if name not in table.column_names:
-            raise InputError(f"{at(path, field=name)} missing column (schema SAMPLES: user_id, history, target)")
     known = set(known_items.tolist())
     targets, histories = table.column("target").to_pylist(), table.column("history").to_pylist()
     for row, (target, history) in enumerate(zip(targets, histories, strict=True)):

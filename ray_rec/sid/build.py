@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
+from ray_rec import artifacts
 from ray_rec.errors import InputError, at
 from ray_rec.io import save_figure, write_json
 from ray_rec.paths import RunPaths
@@ -49,7 +49,7 @@ def check_item_ids(item_ids: np.ndarray, where: str | Path, items_path: Path | N
         raise InputError(f"{at(where, field='item_id')} item {int(uniq[counts > 1][0])} appears "
                          f"{int(counts.max())} times; every item needs exactly one row")
     if items_path is not None and items_path.is_file():
-        expected = np.asarray(pq.read_table(items_path, columns=["item_id"]).column(0).to_numpy(), np.int64)
+        expected = artifacts.read_items(items_path, columns=["item_id"]).column("item_id").to_numpy()
         missing, extra = np.setdiff1d(expected, uniq), np.setdiff1d(uniq, expected)
         if len(missing) or len(extra):
             example = f"{int(missing[0])} has no row" if len(missing) else f"{int(extra[0])} is not in {items_path}"
@@ -60,21 +60,7 @@ def check_item_ids(item_ids: np.ndarray, where: str | Path, items_path: Path | N
 
 def load_embeddings(path: str | Path, items_path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """EMBEDDINGS Parquet -> (item_ids (n,) int64, vectors (n, d) float32), sorted by item id."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no embeddings here; run the embedding stage first (or set embeddings=FILE)")
-    table = pq.read_table(path)
-    for name in ("item_id", "embedding"):
-        if name not in table.column_names:
-            raise InputError(f"{at(path, field=name)} missing column; expected columns item_id, embedding")
-    item_ids = np.asarray(table.column("item_id").to_numpy(), dtype=np.int64)
-    col = table.column("embedding").combine_chunks()
-    lengths = np.asarray(col.value_lengths().fill_null(0).to_numpy(zero_copy_only=False))
-    if len(lengths) and (lengths != lengths[0]).any():
-        row = int(np.flatnonzero(lengths != lengths[0])[0])
-        raise InputError(f"{at(path, row, 'embedding')} vector of dimension {lengths[row]}, "
-                         f"but row 0 has dimension {lengths[0]}; all vectors need one dimension")
-    x = np.asarray(col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(item_ids), -1)
+    item_ids, x = artifacts.read_embeddings(path)
     check_item_ids(item_ids, path, items_path)
     x = check_embeddings(x, where=str(path))
     order = np.argsort(item_ids, kind="stable")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from ray_rec import artifacts
 from ray_rec.data.schema import CODES
 from ray_rec.errors import InputError, at
 from ray_rec.io import write_parquet, write_text
@@ -58,14 +58,8 @@ def read_codes(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
     Items without the de-duplication level (or any shorter SID) are padded with -1 on the right.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no codes artifact here; run `ray-rec sid build` (or `sid import`) first")
-    table = pq.read_table(path)
-    missing = [n for n in CODES.names if n not in table.column_names]
-    if missing:
-        raise InputError(f"{at(path, field=missing[0])} missing column; a codes file has columns {CODES.names}")
-    item_ids = np.asarray(table.column("item_id").to_numpy(), dtype=np.int64)
+    table = artifacts.read_codes(path)
+    item_ids = table.column("item_id").to_numpy()
     codes = pad_codes(table.column("codes").to_pylist())
     order = np.argsort(item_ids, kind="stable")
     return item_ids[order], codes[order]

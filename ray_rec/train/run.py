@@ -26,8 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
+from ray_rec import artifacts
 from ray_rec.config import to_dict
 from ray_rec.errors import InputError
 from ray_rec.io import atomic_dir, save_figure, write_json
@@ -63,7 +62,7 @@ def prepare_inputs(cfg: SFTConfig) -> dict[str, Any]:
     if (tok_dir / "tokenizer.json").is_file():
         tokenizer = PreTrainedTokenizerFast.from_pretrained(tok_dir)
     else:
-        tokenizer = build_tokenizer(cfg.model, pq.read_table(paths.items, columns=["item_id", "title"]), sizes)
+        tokenizer = build_tokenizer(cfg.model, artifacts.read_items(paths.items, columns=["item_id", "title"]), sizes)
         with atomic_dir(tok_dir) as tmp:
             tokenizer.save_pretrained(tmp)
     train, counts = tasks.build_examples(tokenizer, cfg.tasks, train_s, codes, titles, seed=cfg.train.seed)

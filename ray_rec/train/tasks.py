@@ -14,7 +14,7 @@ title_history_title  title history                  next item's title
 title_history_sid    title history                  next item's SID
 ==================== ============================== ==============================
 
-Inputs are read with pyarrow (``items.parquet``, ``samples_<split>.parquet``, ``codes.parquet``);
+Inputs are read by :mod:`ray_rec.artifacts` (``items.parquet``, ``samples_<split>.parquet``, ``codes.parquet``);
 the result is an :class:`Examples` pack of flat int32 arrays that Ray ships to the workers once.
 """
 
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
+from ray_rec import artifacts
 from ray_rec.data.samples import user_sequences, windows
 from ray_rec.errors import InputError, at
 from ray_rec.sid.tokens import sid_token
@@ -75,26 +75,20 @@ class Examples:
 
 def read_codes(path: str | Path) -> dict[int, list[int]]:
     """codes.parquet (CODES) -> item id -> codes."""
-    if not Path(path).is_file():
-        raise InputError(f"{path} does not exist; run the SID stage first (ray-rec sid ...)")
-    table = pq.read_table(path, columns=["item_id", "codes"])
-    return dict(zip(table.column("item_id").to_pylist(), table.column("codes").to_pylist(), strict=False))
+    table = artifacts.read_codes(path)
+    return dict(zip(table.column("item_id").to_pylist(), table.column("codes").to_pylist(), strict=True))
 
 
 def read_titles(path: str | Path) -> dict[int, str]:
     """items.parquet (ITEMS) -> item id -> title (items without a title left out)."""
-    if not Path(path).is_file():
-        raise InputError(f"{path} does not exist; run the data stage first (ray-rec data ...)")
-    table = pq.read_table(path, columns=["item_id", "title"])
-    return {i: t.strip() for i, t in zip(table.column("item_id").to_pylist(), table.column("title").to_pylist(), strict=False)
+    table = artifacts.read_items(path, columns=["item_id", "title"])
+    return {i: t.strip() for i, t in zip(table.column("item_id").to_pylist(), table.column("title").to_pylist(), strict=True)
             if t and t.strip()}
 
 
 def read_samples(path: str | Path) -> Samples:
     """samples_<split>.parquet (SAMPLES) -> Samples."""
-    if not Path(path).is_file():
-        raise InputError(f"{path} does not exist; run the data stage first (ray-rec data ...)")
-    t = pq.read_table(path, columns=["user_id", "history", "target"])
+    t = artifacts.read_samples(path)
     return Samples(t.column("user_id").to_pylist(), t.column("history").to_pylist(),
                    t.column("target").to_pylist(), str(path))
 
