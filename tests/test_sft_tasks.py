@@ -16,7 +16,16 @@ from ray_rec.errors import InputError
 from ray_rec.train import prompts, tasks
 from ray_rec.train.config import TASKS, ModelSection, SFTConfig, TasksSection
 from ray_rec.train.deepspeed_config import deepspeed_config
-from ray_rec.train.loop import collate, epoch_order, get_lr, param_groups, rank_indices, response_loss
+from ray_rec.train.loop import (
+    Backend,
+    collate,
+    epoch_order,
+    get_lr,
+    param_groups,
+    rank_indices,
+    response_loss,
+    tokens_per_micro_batch,
+)
 from ray_rec.train.model import (
     add_dropout,
     add_sid_tokens,
@@ -171,6 +180,28 @@ def test_response_loss_equals_the_full_loss_of_each_example(tok):
     assert float(total) == pytest.approx(expected, rel=1e-4)
 
 
+def test_every_labelled_token_weighs_the_same_across_batches(tok):
+    """With a fixed tokens_per_micro the gradient of a step is its summed token loss over that fixed
+    count, so a batch of short examples does not weigh more per token than one of long examples."""
+    cfg = load_config(SFTConfig, None, ["train.backend=ddp", "train.global_batch_size=2", "train.micro_batch_size=2",
+                                        "scaling.num_workers=1", "train.grad_clip=0"])
+    pairs = tasks.sid_next_examples(tok, SAMPLES, tasks.sid_token_ids(tok, CODES), 10)
+    pairs += tasks.encode_pairs(tok, tasks.text_pairs("sid_to_title", SAMPLES, CODES, TITLES, TasksSection()))
+    ex = tasks.Examples.pack(pairs, [0] * len(pairs))
+    norm = tokens_per_micro_batch(ex, cfg)
+    assert norm == pytest.approx(sum(int((np.array(lab) != -100).sum()) for _, lab in pairs) / len(pairs) * 2)
+    model = build_model(ModelSection(hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1), tok, seed=1)
+    batch = collate(ex, [0, 1], pad_id=int(tok.pad_token_id))
+    backend = Backend(model, cfg, torch.device("cpu"), tokens_per_micro=norm)
+    mean = backend.forward_backward(batch, last=True)
+    got = model.model.embed_tokens.weight.grad.clone()
+    model.zero_grad()
+    total, count = response_loss(model, batch)
+    assert mean == pytest.approx(float(total / count), rel=1e-5)
+    (total / norm).backward()
+    assert torch.allclose(got, model.model.embed_tokens.weight.grad, atol=1e-7)
+
+
 def test_deepspeed_config_from_sft_config():
     cfg = load_config(SFTConfig, None, ["train.global_batch_size=32", "train.micro_batch_size=4",
                                         "scaling.num_workers=2", "train.grad_clip=0.5"])
@@ -284,9 +315,10 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
 def test_docstring_examples():
     import doctest
 
+    from ray_rec.data import samples
     from ray_rec.train import deepspeed_config as dsc
     from ray_rec.train import loop
 
-    for module in (prompts, tasks, loop, dsc):
+    for module in (prompts, samples, loop, dsc):  # samples: the sid_seq windows
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -24,8 +24,9 @@ class SASRecConfig:
     max_len: int = option(50, help="longest history the model reads; older items are cut off")
     # training
     objective: Literal["all", "last"] = option(
-        "all", help="'all': cross-entropy at every position of history+target (samples that are a prefix of "
-                    "another sample of the same user are dropped); 'last': only the sample's target")
+        "all", help="'all': cross-entropy at every position of each user's training sequence (rebuilt from the "
+                    "samples, cut into windows of max_len + 1 items, every target labelled once); 'last': one row "
+                    "per sample, its target only")
     lr: float = option(1e-3, help="Adam learning rate")
     weight_decay: float = option(0.0, help="AdamW weight decay")
     batch_size: int = option(128, help="global batch size (split evenly over the workers)")

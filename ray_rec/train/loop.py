@@ -177,13 +177,25 @@ class Meter:
 
 # ---------------------------------------------------------------- backends
 
+def tokens_per_micro_batch(examples: Examples, cfg: SFTConfig) -> float:
+    """Mean labelled tokens of one worker's micro-batch over an epoch: labelled tokens per training
+    example times the micro-batch size."""
+    labelled = int((examples.labels != IGNORE).sum())
+    return max(labelled / max(len(examples), 1) * cfg.train.micro_batch_size, 1.0)
+
+
 class Backend:
     """One optimizer step = ``forward_backward`` on each micro-batch, then ``step``."""
 
-    def __init__(self, model, cfg: SFTConfig, device: torch.device):
+    def __init__(self, model, cfg: SFTConfig, device: torch.device, tokens_per_micro: float | None = None):
+        """``tokens_per_micro``: the divisor of a micro-batch's summed token loss, the mean labelled
+        tokens of a micro-batch over the epoch (:func:`tokens_per_micro_batch`), so every labelled
+        token weighs the same whatever batch it falls in (with length-grouped batches a per-batch mean
+        would weigh a token of a short-sequence batch many times one of a long one). None: per-batch mean."""
         from ray_rec.train.deepspeed_config import deepspeed_config, use_bf16
 
         self.cfg, self.device, self.kind = cfg, device, cfg.train.backend
+        self.tokens_per_micro = tokens_per_micro
         optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr,
                                       betas=(0.9, 0.95))
         self.autocast = use_bf16(cfg) and self.kind == "ddp"
@@ -207,20 +219,22 @@ class Backend:
             group["lr"] = lr
 
     def forward_backward(self, batch: dict[str, torch.Tensor], last: bool) -> float:
-        """Mean token loss of a micro-batch; gradients accumulate (scaled by 1 / grad_accum)."""
+        """Backward of a micro-batch's loss (gradients accumulate, scaled by 1 / grad_accum); returns
+        its mean token loss."""
         batch = {k: v.to(self.device) for k, v in batch.items()}
         if self.kind == "deepspeed":
             total, count = response_loss(self.engine, batch)
-            loss = total / count.clamp(min=1)
-            self.engine.backward(loss)  # scales by 1 / gradient_accumulation_steps
+            self.engine.backward(self._normalise(total, count))  # scales by 1 / gradient_accumulation_steps
             self.engine.step()          # a no-op except at the accumulation boundary
-            return loss.item()
-        sync = contextlib.nullcontext() if last or self.wrapped is self.module else self.wrapped.no_sync()
-        with sync, torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
-            total, count = response_loss(self.wrapped, batch)
-            loss = total / count.clamp(min=1)
-            (loss / self.cfg.grad_accum).backward()
-        return loss.item()
+        else:
+            sync = contextlib.nullcontext() if last or self.wrapped is self.module else self.wrapped.no_sync()
+            with sync, torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
+                total, count = response_loss(self.wrapped, batch)
+                (self._normalise(total, count) / self.cfg.grad_accum).backward()
+        return float(total.detach() / count.clamp(min=1))
+
+    def _normalise(self, total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        return total / (self.tokens_per_micro or count.clamp(min=1))
 
     def step(self) -> None:
         if self.kind == "deepspeed":
@@ -345,7 +359,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         add_dropout(model, cfg.model.dropout)
         if cfg.model.freeze_base:
             freeze_base(model, data["first_new_id"])
-        backend = Backend(model, cfg, device)
+        backend = Backend(model, cfg, device, tokens_per_micro_batch(train, cfg))
         if restored:
             backend.load_optimizer(restored)
     per_epoch = steps_per_epoch(len(train), cfg.train.global_batch_size)
