@@ -107,8 +107,10 @@ class TrainSection:
                                             "up the rest of the global batch")
     epochs: float = option(3.0, help="passes over the training examples (fractions allowed)")
     max_steps: int = option(0, help="stop after this many optimizer steps (0 = no cap)")
-    group_by_length: bool = option(True, help="batch examples of similar length together (less padding; the "
-                                              "batches are still drawn in a random order)")
+    group_by_length: bool = option(False, help="batch examples of similar length together: ~2x the tokens/s on "
+                                               "whole sequences, but the batches then hold one task and one kind "
+                                               "of user each, and quality fell (Industrial sid_seq HR@10 .0966 vs "
+                                               ".1163 with random batches, bench/results/quality_gen_ind_*.json)")
     lr: float = option(1e-3, help="peak learning rate")
     min_lr_ratio: float = option(0.1, help="the cosine decays to lr x this at the last step")
     warmup_steps: int = option(20, help="linear warm-up steps from 0 to lr")
