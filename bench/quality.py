@@ -16,6 +16,7 @@ Writes bench/results/quality.json and quality.md. Run by hand (never in the test
     python bench/quality.py --datasets industrial --seeds 3
     python bench/quality.py --datasets beauty --time-limit 600 --workers 2
     python bench/quality.py --datasets industrial --protocols strict --rows sasrec,generative
+    python bench/quality.py --datasets scientific --rows sasrec,generative --sids sasrec --sid-set codebook_size=32
     python bench/quality.py --merge quality,quality_generative_industrial --name quality_summary
 
 ``--merge`` trains nothing: it joins the tables of earlier result files (rows of a later file replace
@@ -145,8 +146,31 @@ def write_shipped_codes(paths: Any, dataset: str, method: str = "shipped") -> st
     return method
 
 
+def write_sasrec_codes(paths: Any, args: argparse.Namespace, name: str = "sasrec_cf") -> str:
+    """Collaborative SIDs: the item embeddings of the SASRec trained in the same run folder (train split
+    only, early-stopped on valid), quantized by the SID stage (``--sid-set`` overrides); returns the name."""
+    from ray_rec.baseline.train import EMBEDDINGS_FILE, export_item_embeddings
+    from ray_rec.config import load_config
+    from ray_rec.sid.build import run_sid_build
+    from ray_rec.sid.config import SIDConfig
+
+    embeddings = paths.sasrec_dir / EMBEDDINGS_FILE
+    if not embeddings.is_file():
+        if not (paths.sasrec_dir / "model").is_dir():
+            raise SystemExit(f"--sids sasrec needs a trained SASRec in {paths.sasrec_dir}: add sasrec to --rows")
+        export_item_embeddings(paths.sasrec_dir / "model", paths.items, embeddings)
+    cfg = load_config(SIDConfig, None, [f"run={paths.root}", f"name={name}", f"embeddings={embeddings}",
+                                        "threads=2", *args.sid_set])
+    run_sid_build(cfg)
+    return cfg.out_name
+
+
+SID_LABELS = {"shipped": "shipped SIDs", "sasrec": "SASRec-embedding SIDs"}
+
+
 def generative_row(paths: Any, dataset: str, protocol: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    """The SFT model on the same run folder: shipped SIDs -> SFT -> constrained beam search on test.
+    """The SFT model on the same run folder: SIDs (shipped, or quantized from our SASRec's item
+    embeddings with ``--sids sasrec``) -> SFT -> constrained beam search on test.
 
     Calls the stages' public functions (each skipped when already done for the same config) and
     returns a row shaped like :func:`sasrec_row`: test metrics, training wall time, parameters."""
@@ -156,7 +180,7 @@ def generative_row(paths: Any, dataset: str, protocol: str, seed: int, args: arg
     from ray_rec.train.config import SFTConfig
     from ray_rec.train.run import run_sft
 
-    method = write_shipped_codes(paths, dataset)
+    method = write_shipped_codes(paths, dataset) if args.sids == "shipped" else write_sasrec_codes(paths, args)
     # the committed configs, then this run's folder and SIDs, then the command line's --sft-set
     sft_cfg = load_config(SFTConfig, args.sft_config, [
         f"run={paths.root}", f"sid_method={method}", f"name=sft-seed{seed}",
@@ -252,7 +276,7 @@ def run_block(dataset: str, protocol: str, args: argparse.Namespace, strict_epoc
         row = generative_row(paths, dataset, protocol, 0, args)
         print(f"[{dataset}/{protocol}] SFT: HR@10 {row['test']['hr@10']:.4f} NDCG@10 {row['test']['ndcg@10']:.4f} "
               f"(SFT {row['train_seconds']:.0f} s, CC {row['cc']})", flush=True)
-        ours[f"SFT (ours, shipped SIDs{', ' + args.label if args.label else ''})"] = mean_row([row])
+        ours[f"SFT (ours, {SID_LABELS[args.sids]}{', ' + args.label if args.label else ''})"] = mean_row([row])
     references = reference_rows(dataset, protocol)
     first = next(iter(ours.values()))
     return {"dataset": dataset, "protocol": protocol, "train_samples": first["train_samples"], "ours": ours,
@@ -293,6 +317,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="SASRecConfig override for every run, e.g. dropout=0.3")
     parser.add_argument("--sft-set", action="append", default=[], metavar="KEY=VALUE",
                         help="SFTConfig override of the generative row, e.g. train.epochs=10")
+    parser.add_argument("--sids", default="shipped", choices=sorted(SID_LABELS),
+                        help="the generative row's SIDs: shipped beside the data, or sasrec (our SASRec's item "
+                             "embeddings quantized by the SID stage; needs the sasrec row in the same run folder)")
+    parser.add_argument("--sid-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="SIDConfig override for --sids sasrec, e.g. codebook_size=32")
     parser.add_argument("--sft-config", default=str(ROOT / "jobs/configs/sft_cpu.yaml"), help="SFT YAML of the generative row")
     parser.add_argument("--eval-config", default=str(ROOT / "jobs/configs/evaluate.yaml"),
                         help="evaluation YAML of the generative row")

@@ -134,6 +134,16 @@ def test_sasrec_trains_on_two_ray_workers_and_beats_most_popular(tmp_path, ray_s
     inputs = pad_left(test.column("history").combine_chunks(), cfg.max_len)
     again = hr_ndcg(rank_targets(model, inputs, test.column("target").to_numpy()), ks=[1, 10])
     assert again == pytest.approx(metrics["test"])
+    # the trained item embeddings are exported for collaborative SIDs, one row per item
+    from ray_rec.sid.build import load_embeddings, run_sid_build
+    from ray_rec.sid.config import SIDConfig
+
+    ids, vectors = load_embeddings(out / "item_embeddings.parquet", paths.items)
+    assert ids.tolist() == list(range(30))
+    np.testing.assert_allclose(vectors, model.item_emb.weight.detach().numpy()[1:], rtol=1e-6)
+    codes = run_sid_build(SIDConfig(run=str(paths.root), method="rqkmeans", name="cf", levels=2, codebook_size=4,
+                                    embeddings=str(out / "item_embeddings.parquet")))
+    assert pq.read_table(codes).num_rows == 30
     # same config again: skipped, same results
     assert run_sasrec(cfg)["test"] == metrics["test"]
 

@@ -3,8 +3,14 @@
 Reads ``<run>/data/samples_{train,valid,test}.parquet`` (schema SAMPLES) and ``<run>/data/items.parquet``
 for the catalogue size, trains with DDP on ``cfg.num_workers`` Ray Train workers, stops early on valid
 NDCG@10, scores valid and test with the shared metric code (full ranking, padding excluded) and writes
-``<run>/baseline/sasrec/{metrics.json, metrics.md, curve.png, model/}``. A finished run with the same
-config is not redone.
+``<run>/baseline/sasrec/{metrics.json, metrics.md, curve.png, model/, item_embeddings.parquet}``. A
+finished run with the same config is not redone.
+
+``item_embeddings.parquet`` (schema EMBEDDINGS) holds the trained item embedding of every catalogue
+item: a collaborative representation that the SID stage can quantize instead of (or beside) the text
+embeddings, so items bought in the same contexts share SID prefixes::
+
+    ray-rec sid build --run runs/demo --set embeddings=runs/demo/baseline/sasrec/item_embeddings.parquet --set name=cf
 
     ray-rec baseline sasrec --config jobs/configs/sasrec.yaml --set run=runs/demo
 """
@@ -33,6 +39,7 @@ from ray_rec.metrics import format_table, hr_ndcg, ranks_from_scores
 
 STAGE_IGNORE = ("name", "force")  # fields that do not change the result
 HISTORY_FILE = "history.json"     # per-epoch rows, inside the final checkpoint
+EMBEDDINGS_FILE = "item_embeddings.parquet"  # the trained item embeddings, for collaborative SIDs
 
 
 # ----------------------------------------------------------------------------- data
@@ -248,9 +255,28 @@ def run_sasrec(cfg: SASRecConfig) -> dict[str, Any]:
         model_dir = _install_model(Path(ckpt), out / "model")
         metrics["history"] = json.loads((Path(ckpt) / HISTORY_FILE).read_text())
     metrics.update(num_items=num_items, model_dir=str(model_dir), config=to_dict(cfg))
+    export_item_embeddings(model_dir, paths.items, out / EMBEDDINGS_FILE)
     write_outputs(metrics, out)
     mark_done(out, cfg, started, STAGE_IGNORE, test=metrics["test"], params=metrics["params"])
     return metrics
+
+
+def export_item_embeddings(model_dir: str | Path, items_path: str | Path, out: str | Path) -> Path:
+    """A trained SASRec's item embeddings -> ``out`` (schema EMBEDDINGS), one row per item of
+    ``items_path``; row ``item_id + 1`` of the embedding table (row 0 is padding)."""
+    from ray_rec.data.schema import EMBEDDINGS
+    from ray_rec.io import write_parquet
+
+    model = SASRec.load(model_dir)
+    ids = artifacts.read_items(items_path, columns=["item_id"]).column("item_id").to_numpy()
+    table = model.item_emb.weight.detach().cpu().float().numpy()
+    if ids.size and ids.max() + 1 >= table.shape[0]:
+        raise InputError(f"{at(items_path, field='item_id')} item {int(ids.max())} is outside the model's "
+                         f"{table.shape[0] - 1} items ({model_dir}); retrain SASRec on this run's items")
+    vectors = table[ids + 1]
+    embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+    return write_parquet(pa.table({"item_id": ids, "embedding": embedding.cast(pa.list_(pa.float32()))}),
+                         out, EMBEDDINGS)
 
 
 def _fit(cfg: SASRecConfig, num_items: int, paths: Any, out: Path) -> Any:
