@@ -91,6 +91,11 @@ class RunPaths:
         return self.root / "baseline" / "sasrec"
 
     @property
+    def sasrec_embeddings(self) -> Path:
+        """The trained SASRec's item embeddings (schema EMBEDDINGS): input for collaborative SIDs."""
+        return self.sasrec_dir / "item_embeddings.parquet"
+
+    @property
     def toy_dir(self) -> Path:
         return self.root / "toy"
 

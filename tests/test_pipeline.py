@@ -27,6 +27,31 @@ def test_config_refuses_mismatched_sid_method_and_unknown_stage():
         load_config(PipelineConfig, SMOKE, ["stages=[data, train]"])
 
 
+def test_collaborative_sids_need_sasrec_first():
+    with pytest.raises(ConfigError, match="list sasrec before sid"):
+        load_config(PipelineConfig, SMOKE, ["sid_input=sasrec"])
+    with pytest.raises(ConfigError, match="leave sid.embeddings empty"):
+        load_config(PipelineConfig, SMOKE, ["sid_input=sasrec", "stages=[data, sasrec, sid]", "sid.embeddings=x.parquet"])
+
+
+def test_pipeline_quantizes_sasrec_embeddings(ray_start_2_cpus, tmp_path):
+    """sid_input=sasrec: the SID stage reads the SASRec's exported item embeddings, and retraining
+    SASRec makes the SIDs stale."""
+    cfg = load_config(PipelineConfig, SMOKE, [f"run={tmp_path / 'run'}", "sid_input=sasrec",
+                                              "stages=[data, sasrec, sid]", "sasrec.max_epochs=2"])
+    paths = RunPaths(tmp_path / "run")
+    run_pipeline(cfg)
+    stage = json.loads((paths.sid_dir("rqkmeans_constrained") / "stage.json").read_text())
+    assert stage["config"]["embeddings"] == str(paths.sasrec_embeddings)
+    assert pq.read_table(paths.codes("rqkmeans_constrained")).num_rows == pq.read_metadata(paths.items).num_rows
+    assert not paths.embeddings.exists()  # the text encoder never ran
+    first = paths.codes("rqkmeans_constrained").stat().st_mtime
+    run_pipeline(load_config(PipelineConfig, SMOKE, [f"run={tmp_path / 'run'}", "sid_input=sasrec",
+                                                     "stages=[data, sasrec, sid]", "sasrec.max_epochs=2",
+                                                     "sasrec.force=true"]))
+    assert paths.codes("rqkmeans_constrained").stat().st_mtime > first  # rebuilt from the new embeddings
+
+
 @pytest.mark.slow
 def test_pipeline_end_to_end(ray_start_2_cpus, tmp_path):
     cfg = load_config(PipelineConfig, SMOKE, [f"run={tmp_path / 'run'}"])

@@ -21,6 +21,7 @@ from ray_rec.train.loop import (
     collate,
     epoch_order,
     get_lr,
+    micro_batches,
     param_groups,
     rank_indices,
     response_loss,
@@ -200,6 +201,33 @@ def test_every_labelled_token_weighs_the_same_across_batches(tok):
     assert mean == pytest.approx(float(total / count), rel=1e-5)
     (total / norm).backward()
     assert torch.allclose(got, model.model.embed_tokens.weight.grad, atol=1e-7)
+
+
+def test_sorted_micro_batches_give_the_same_gradient(tok):
+    """sort_micro_batches: a step's examples ordered by length before the cut into micro-batches pad
+    less and leave the step's gradient unchanged."""
+    cfg = load_config(SFTConfig, None, ["train.backend=ddp", "train.global_batch_size=4", "train.micro_batch_size=2",
+                                        "scaling.num_workers=1", "train.grad_clip=0"])
+    samples = tasks.Samples(users=[1, 2, 3, 4], histories=[[0, 1, 2, 0, 1, 2], [0], [2, 1, 0, 2, 1], [1]],
+                            targets=[1, 0, 2, 0], path="samples_train.parquet")
+    pairs = tasks.sid_next_examples(tok, samples, tasks.sid_token_ids(tok, CODES), 10)
+    ex = tasks.Examples.pack(pairs, [0] * len(pairs))
+    lengths = np.diff(ex.offsets)
+    step = np.array([0, 1, 2, 3])  # long, short, long, short
+    assert min(lengths[[0, 2]]) > max(lengths[[1, 3]])
+    model = build_model(ModelSection(hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1), tok, seed=1)
+    backend = Backend(model, cfg, torch.device("cpu"), tokens_per_micro=tokens_per_micro_batch(ex, cfg))
+    grads, widths = [], []
+    for order in (None, lengths):
+        model.zero_grad()
+        parts = micro_batches(step, 2, order)
+        batches = [collate(ex, p, pad_id=int(tok.pad_token_id)) for p in parts]
+        for m, batch in enumerate(batches):
+            backend.forward_backward(batch, last=m == len(batches) - 1)
+        grads.append(model.model.embed_tokens.weight.grad.clone())
+        widths.append(sum(b["input_ids"].numel() for b in batches))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+    assert widths[1] < widths[0]  # fewer padded positions
 
 
 def test_deepspeed_config_from_sft_config():

@@ -39,7 +39,6 @@ from ray_rec.metrics import format_table, hr_ndcg, ranks_from_scores
 
 STAGE_IGNORE = ("name", "force")  # fields that do not change the result
 HISTORY_FILE = "history.json"     # per-epoch rows, inside the final checkpoint
-EMBEDDINGS_FILE = "item_embeddings.parquet"  # the trained item embeddings, for collaborative SIDs
 
 
 # ----------------------------------------------------------------------------- data
@@ -244,6 +243,8 @@ def run_sasrec(cfg: SASRecConfig) -> dict[str, Any]:
     out = paths.sasrec_dir
     if not cfg.force and is_done(out, cfg, STAGE_IGNORE) and (out / "metrics.json").is_file():
         print(f"sasrec: {out} already holds this config's results (set force=true to retrain)")
+        if not paths.sasrec_embeddings.is_file() and (out / "model").is_dir():  # a run older than the export
+            export_item_embeddings(out / "model", paths.items, paths.sasrec_embeddings)
         return json.loads((out / "metrics.json").read_text())
     for split in ("train", "valid", "test"):  # the workers read them: refuse a bad file before Ray starts
         artifacts.require(paths.samples(split), artifacts.SAMPLES)
@@ -255,7 +256,7 @@ def run_sasrec(cfg: SASRecConfig) -> dict[str, Any]:
         model_dir = _install_model(Path(ckpt), out / "model")
         metrics["history"] = json.loads((Path(ckpt) / HISTORY_FILE).read_text())
     metrics.update(num_items=num_items, model_dir=str(model_dir), config=to_dict(cfg))
-    export_item_embeddings(model_dir, paths.items, out / EMBEDDINGS_FILE)
+    export_item_embeddings(model_dir, paths.items, paths.sasrec_embeddings)
     write_outputs(metrics, out)
     mark_done(out, cfg, started, STAGE_IGNORE, test=metrics["test"], params=metrics["params"])
     return metrics

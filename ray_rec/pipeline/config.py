@@ -11,6 +11,7 @@ with ``run`` so the stages chain.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ray_rec.baseline.config import SASRecConfig
 from ray_rec.config import ConfigError, option
@@ -29,6 +30,9 @@ class PipelineConfig:
                                    "actors coexist on a small machine); ignored when RAY_ADDRESS is set")
     stages: list[str] = option(["data", "embed", "sid", "sft", "evaluate", "sasrec"],
                                help="stages to run, in this order (a subset skips the others)")
+    sid_input: Literal["text", "sasrec"] = option(
+        "text", help="what the SID stage quantizes: text (the embed stage's vectors) or sasrec (the trained SASRec's "
+                     "item embeddings, so co-bought items share SID prefixes; put sasrec before sid in stages)")
     data: DataConfig = option(DataConfig(), help="data stage (default: the synthetic catalogue)")
     embed: EmbedConfig = option(EmbedConfig(), help="item-text embedding stage")
     sid: SIDConfig = option(SIDConfig(), help="semantic-ID stage")
@@ -41,6 +45,12 @@ class PipelineConfig:
         unknown = [s for s in self.stages if s not in valid]
         if unknown:
             raise ConfigError(f"stages: unknown stage(s) {unknown}; valid stages: {', '.join(valid)}")
+        if self.sid_input == "sasrec" and "sid" in self.stages:
+            if "sasrec" not in self.stages or self.stages.index("sasrec") > self.stages.index("sid"):
+                raise ConfigError("sid_input=sasrec quantizes the SASRec's item embeddings: list sasrec before sid "
+                                  "in stages, e.g. [data, sasrec, sid, sft, evaluate]")
+            if self.sid.embeddings:
+                raise ConfigError("sid_input=sasrec sets sid.embeddings itself; leave sid.embeddings empty")
         if self.sft.sid_method != self.sid.out_name:
             raise ConfigError(f"sft.sid_method={self.sft.sid_method!r} but the SID stage writes sid/{self.sid.out_name}; "
                               f"set sft.sid_method={self.sid.out_name}")

@@ -1,6 +1,7 @@
 """``run_pipeline(cfg)``: every stage on one run folder, then a side-by-side report.
 
     data -> embed -> sid -> sft -> evaluate (test split)   and   sasrec (same splits)
+    data -> sasrec -> sid -> sft -> evaluate                  with sid_input=sasrec (collaborative SIDs)
 
 Each stage skips itself when its outputs exist for the same config (``ray_rec.stage``); on top of that
 the pipeline marks a stage stale when a stage it reads from finished later than it did, so changing the
@@ -38,7 +39,8 @@ def bind_run(cfg: PipelineConfig) -> PipelineConfig:
         cfg, run=run,
         data=dataclasses.replace(cfg.data, run=run),
         embed=dataclasses.replace(cfg.embed, run=run),
-        sid=dataclasses.replace(cfg.sid, run=run),
+        sid=dataclasses.replace(cfg.sid, run=run, embeddings=str(RunPaths(run).sasrec_embeddings)
+                                if cfg.sid_input == "sasrec" else cfg.sid.embeddings),
         sft=dataclasses.replace(cfg.sft, run=run),
         evaluate=dataclasses.replace(cfg.evaluate, run=run, split="test"),
         sasrec=dataclasses.replace(cfg.sasrec, run=run),
@@ -53,12 +55,19 @@ def stage_dirs(cfg: PipelineConfig) -> dict[str, Path]:
             "sasrec": paths.sasrec_dir}
 
 
-def invalidate_stale(stage: str, dirs: dict[str, Path]) -> bool:
+def upstream(cfg: PipelineConfig) -> dict[str, list[str]]:
+    """stage -> the stages whose outputs it reads, under this config."""
+    if cfg.sid_input == "sasrec":
+        return {**UPSTREAM, "sid": ["sasrec"]}
+    return UPSTREAM
+
+
+def invalidate_stale(stage: str, dirs: dict[str, Path], ups: dict[str, list[str]] = UPSTREAM) -> bool:
     """Drop ``stage``'s stage.json when an upstream stage finished after it; True if it was dropped."""
     mine = dirs[stage] / STAGE_FILE
     if not mine.is_file():
         return False
-    for up in UPSTREAM[stage]:
+    for up in ups[stage]:
         theirs = dirs[up] / STAGE_FILE
         if theirs.is_file() and theirs.stat().st_mtime > mine.stat().st_mtime:
             mine.unlink()
@@ -97,7 +106,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     timings: dict[str, float] = {}
     results: dict[str, Any] = {}
     for i, stage in enumerate(cfg.stages, 1):
-        if invalidate_stale(stage, dirs):
+        if invalidate_stale(stage, dirs, upstream(cfg)):
             print(f"pipeline: {stage} is older than its inputs; redoing it")
         print(f"\n=== pipeline [{i}/{len(cfg.stages)}] {stage} ===", flush=True)
         started = time.time()

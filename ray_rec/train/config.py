@@ -111,6 +111,10 @@ class TrainSection:
                                                "whole sequences, but the batches then hold one task and one kind "
                                                "of user each, and quality fell (Industrial sid_seq HR@10 .0966 vs "
                                                ".1163 with random batches, bench/results/quality_gen_ind_*.json)")
+    sort_micro_batches: bool = option(True, help="order each step's examples longest first before cutting them into "
+                                                 "micro-batches: less padding when gradient accumulation > 1, and "
+                                                 "the same gradient (the loss is normalised per labelled token of "
+                                                 "the step, not per micro-batch)")
     lr: float = option(1e-3, help="peak learning rate")
     min_lr_ratio: float = option(0.1, help="the cosine decays to lr x this at the last step")
     warmup_steps: int = option(20, help="linear warm-up steps from 0 to lr")

@@ -93,6 +93,21 @@ def rank_indices(step: int, n: int, cfg: SFTConfig, rank: int, lengths: np.ndarr
     return batch[rank::cfg.scaling.num_workers]
 
 
+def micro_batches(indices: np.ndarray, micro: int, lengths: np.ndarray | None = None) -> list[np.ndarray]:
+    """One rank's examples of an optimizer step cut into micro-batches of ``micro``; with ``lengths``
+    they are ordered longest first, so a padded micro-batch is only as wide as its own longest example.
+
+    The step's gradient is the same either way: a micro-batch's summed token loss is divided by a
+    fixed count (:func:`tokens_per_micro_batch`), so it does not matter which micro-batch a token is in.
+
+    >>> [m.tolist() for m in micro_batches(np.array([0, 1, 2, 3]), 2, np.array([5, 9, 1, 7]))]
+    [[1, 3], [0, 2]]
+    """
+    if lengths is not None:
+        indices = indices[np.argsort(-lengths[indices], kind="stable")]
+    return [indices[s:s + micro] for s in range(0, len(indices), micro)]
+
+
 def collate(examples: Examples, indices, pad_id: int) -> dict[str, torch.Tensor]:
     """Left-pad examples: input_ids, attention_mask, position_ids, labels, each (B, T_max) int64.
 
@@ -369,19 +384,20 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         return  # a finished run started again: nothing left to do
     micro = cfg.train.micro_batch_size
     eval_every = eval_interval(cfg.train.eval_every, per_epoch)
-    lengths = np.diff(train.offsets) if cfg.train.group_by_length else None
+    lengths = np.diff(train.offsets)
     meter, window = Meter(), []
     backend.train(True)
     step = state["step"]
     while step < total:
         maybe_crash(cfg, step, rank, loop_config.get("crash_marker", ""))
         backend.set_lr(get_lr(step, total, cfg.train.lr, cfg.train.warmup_steps, cfg.train.min_lr_ratio))
-        mine = rank_indices(step, len(train), cfg, rank, lengths)
+        mine = rank_indices(step, len(train), cfg, rank, lengths if cfg.train.group_by_length else None)
         losses, tokens, t0 = [], 0, time.perf_counter()
-        for m in range(cfg.grad_accum):
-            batch = collate(train, mine[m * micro:(m + 1) * micro], pad_id)
+        parts = micro_batches(mine, micro, lengths if cfg.train.sort_micro_batches else None)
+        for m, part in enumerate(parts):
+            batch = collate(train, part, pad_id)
             tokens += int(batch["attention_mask"].sum())
-            losses.append(backend.forward_backward(batch, last=m == cfg.grad_accum - 1))
+            losses.append(backend.forward_backward(batch, last=m == len(parts) - 1))
         backend.step()
         meter.add(tokens, time.perf_counter() - t0)
         step += 1
