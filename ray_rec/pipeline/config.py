@@ -49,7 +49,7 @@ class PipelineConfig:
             if "sasrec" not in self.stages or self.stages.index("sasrec") > self.stages.index("sid"):
                 raise ConfigError("sid_input=sasrec quantizes the SASRec's item embeddings: list sasrec before sid "
                                   "in stages, e.g. [data, sasrec, sid, sft, evaluate]")
-            if self.sid.embeddings:
+            if self.sid.embeddings and not self.sid.embeddings.endswith("baseline/sasrec/item_embeddings.parquet"):
                 raise ConfigError("sid_input=sasrec sets sid.embeddings itself; leave sid.embeddings empty")
         if self.sft.sid_method != self.sid.out_name:
             raise ConfigError(f"sft.sid_method={self.sft.sid_method!r} but the SID stage writes sid/{self.sid.out_name}; "
