@@ -149,16 +149,12 @@ def write_shipped_codes(paths: Any, dataset: str, method: str = "shipped") -> st
 def write_sasrec_codes(paths: Any, args: argparse.Namespace, name: str = "sasrec_cf") -> str:
     """Collaborative SIDs: the item embeddings of the SASRec trained in the same run folder (train split
     only, early-stopped on valid), quantized by the SID stage (``--sid-set`` overrides); returns the name."""
-    from ray_rec.baseline.train import export_item_embeddings
+    from ray_rec.baseline.train import ensure_item_embeddings
     from ray_rec.config import load_config
     from ray_rec.sid.build import run_sid_build
     from ray_rec.sid.config import SIDConfig
 
-    embeddings = paths.sasrec_embeddings
-    if not embeddings.is_file():
-        if not (paths.sasrec_dir / "model").is_dir():
-            raise SystemExit(f"--sids sasrec needs a trained SASRec in {paths.sasrec_dir}: add sasrec to --rows")
-        export_item_embeddings(paths.sasrec_dir / "model", paths.items, embeddings)
+    embeddings = ensure_item_embeddings(paths)  # no SASRec yet: add sasrec to --rows
     cfg = load_config(SIDConfig, None, [f"run={paths.root}", f"name={name}", f"embeddings={embeddings}",
                                         "threads=2", *args.sid_set])
     run_sid_build(cfg)

@@ -243,8 +243,8 @@ def run_sasrec(cfg: SASRecConfig) -> dict[str, Any]:
     out = paths.sasrec_dir
     if not cfg.force and is_done(out, cfg, STAGE_IGNORE) and (out / "metrics.json").is_file():
         print(f"sasrec: {out} already holds this config's results (set force=true to retrain)")
-        if not paths.sasrec_embeddings.is_file() and (out / "model").is_dir():  # a run older than the export
-            export_item_embeddings(out / "model", paths.items, paths.sasrec_embeddings)
+        if (out / "model").is_dir():  # a run older than the export has none yet
+            ensure_item_embeddings(paths)
         return json.loads((out / "metrics.json").read_text())
     for split in ("train", "valid", "test"):  # the workers read them: refuse a bad file before Ray starts
         artifacts.require(paths.samples(split), artifacts.SAMPLES)
@@ -278,6 +278,15 @@ def export_item_embeddings(model_dir: str | Path, items_path: str | Path, out: s
     embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
     return write_parquet(pa.table({"item_id": ids, "embedding": embedding.cast(pa.list_(pa.float32()))}),
                          out, EMBEDDINGS)
+
+
+def ensure_item_embeddings(paths: Any) -> Path:
+    """``paths.sasrec_embeddings``, exported from the installed model when it is not there yet."""
+    if not paths.sasrec_embeddings.is_file():
+        if not (paths.sasrec_dir / "model").is_dir():
+            raise InputError(f"{paths.sasrec_dir / 'model'} does not exist; run `ray-rec baseline sasrec` first")
+        export_item_embeddings(paths.sasrec_dir / "model", paths.items, paths.sasrec_embeddings)
+    return paths.sasrec_embeddings
 
 
 def _fit(cfg: SASRecConfig, num_items: int, paths: Any, out: Path) -> Any:

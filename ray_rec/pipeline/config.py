@@ -11,12 +11,14 @@ with ``run`` so the stages chain.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from ray_rec.baseline.config import SASRecConfig
 from ray_rec.config import ConfigError, option
 from ray_rec.data.config import DataConfig, EmbedConfig
 from ray_rec.eval.config import EvalConfig
+from ray_rec.paths import RunPaths
 from ray_rec.sid.config import SIDConfig
 from ray_rec.train.config import SFTConfig
 
@@ -49,7 +51,7 @@ class PipelineConfig:
             if "sasrec" not in self.stages or self.stages.index("sasrec") > self.stages.index("sid"):
                 raise ConfigError("sid_input=sasrec quantizes the SASRec's item embeddings: list sasrec before sid "
                                   "in stages, e.g. [data, sasrec, sid, sft, evaluate]")
-            if self.sid.embeddings and not self.sid.embeddings.endswith("baseline/sasrec/item_embeddings.parquet"):
+            if self.sid.embeddings and Path(self.sid.embeddings) != RunPaths(self.run).sasrec_embeddings:
                 raise ConfigError("sid_input=sasrec sets sid.embeddings itself; leave sid.embeddings empty")
         if self.sft.sid_method != self.sid.out_name:
             raise ConfigError(f"sft.sid_method={self.sft.sid_method!r} but the SID stage writes sid/{self.sid.out_name}; "
