@@ -43,7 +43,7 @@ def time_variant(model, cfg, train, steps: int, micro: int, sort: bool, pad_id: 
     """Forward, backward and optimizer step of ``steps`` global batches; seconds, tokens, positions."""
     import torch
 
-    from ray_rec.train.loop import Backend, collate, micro_batches, rank_indices, tokens_per_micro_batch
+    from ray_rec.train.loop import Backend, rank_indices, tokens_per_micro_batch, train_step
 
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, micro_batch_size=micro,
                                                              sort_micro_batches=sort))
@@ -54,15 +54,10 @@ def time_variant(model, cfg, train, steps: int, micro: int, sort: bool, pad_id: 
     seconds, tokens, positions = 0.0, 0, 0
     for step in range(steps):
         mine = rank_indices(step, len(train), cfg, 0)
-        parts = micro_batches(mine, micro, lengths if sort else None)
         started = time.perf_counter()
-        for m, part in enumerate(parts):
-            batch = collate(train, part, pad_id)
-            tokens += int(batch["attention_mask"].sum())
-            positions += batch["input_ids"].numel()
-            backend.forward_backward(batch, last=m == len(parts) - 1)
-        backend.step()
+        _, step_tokens, step_positions = train_step(backend, train, mine, cfg, pad_id, lengths)
         seconds += time.perf_counter() - started
+        tokens, positions = tokens + step_tokens, positions + step_positions
     return {"seconds": seconds, "tokens": tokens, "positions": positions}
 
 

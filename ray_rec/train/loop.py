@@ -278,6 +278,22 @@ class Backend:
 # ---------------------------------------------------------------- evaluation and checkpoints
 
 @torch.no_grad()
+def train_step(backend: Backend, examples: Examples, indices: np.ndarray, cfg: SFTConfig, pad_id: int,
+               lengths: np.ndarray) -> tuple[float, int, int]:
+    """One optimizer step over this rank's ``indices``: cut into micro-batches (longest first when
+    ``train.sort_micro_batches``; the token-weighted loss makes the gradient the same), forward and
+    backward each, then step. -> (mean micro-batch loss, real tokens, padded positions)."""
+    parts = micro_batches(indices, cfg.train.micro_batch_size, lengths if cfg.train.sort_micro_batches else None)
+    losses, tokens, positions = [], 0, 0
+    for m, part in enumerate(parts):
+        batch = collate(examples, part, pad_id)
+        tokens += int(batch["attention_mask"].sum())
+        positions += batch["input_ids"].numel()
+        losses.append(backend.forward_backward(batch, last=m == len(parts) - 1))
+    backend.step()
+    return float(np.mean(losses)), tokens, positions
+
+
 def valid_loss(backend: Backend, valid: Examples, cfg: SFTConfig, rank: int, world: int, pad_id: int) -> float:
     """Mean token loss of the valid examples, each rank scoring every world-th one, summed over ranks."""
     backend.train(False)
@@ -382,7 +398,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     total = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
     if state["stopped"] or state["step"] >= total:
         return  # a finished run started again: nothing left to do
-    micro = cfg.train.micro_batch_size
     eval_every = eval_interval(cfg.train.eval_every, per_epoch)
     lengths = np.diff(train.offsets)
     meter, window = Meter(), []
@@ -392,17 +407,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         maybe_crash(cfg, step, rank, loop_config.get("crash_marker", ""))
         backend.set_lr(get_lr(step, total, cfg.train.lr, cfg.train.warmup_steps, cfg.train.min_lr_ratio))
         mine = rank_indices(step, len(train), cfg, rank, lengths if cfg.train.group_by_length else None)
-        losses, tokens, t0 = [], 0, time.perf_counter()
-        parts = micro_batches(mine, micro, lengths if cfg.train.sort_micro_batches else None)
-        for m, part in enumerate(parts):
-            batch = collate(train, part, pad_id)
-            tokens += int(batch["attention_mask"].sum())
-            losses.append(backend.forward_backward(batch, last=m == len(parts) - 1))
-        backend.step()
+        t0 = time.perf_counter()
+        step_loss, tokens, _ = train_step(backend, train, mine, cfg, pad_id, lengths)
         meter.add(tokens, time.perf_counter() - t0)
         step += 1
-        state["train"].append([step, float(np.mean(losses))])
-        window.append(float(np.mean(losses)))
+        state["train"].append([step, step_loss])
+        window.append(step_loss)
         if rank == 0 and step % cfg.train.log_every == 0:
             log(f"[sft] step {step}/{total} loss {np.mean(window):.4f} "
                 f"lr {backend.optimizer.param_groups[0]['lr']:.2e} "
