@@ -26,6 +26,7 @@ from ray_rec.train.loop import (
     rank_indices,
     response_loss,
     tokens_per_micro_batch,
+    train_step,
 )
 from ray_rec.train.model import (
     add_dropout,
@@ -228,6 +229,28 @@ def test_sorted_micro_batches_give_the_same_gradient(tok):
         widths.append(sum(b["input_ids"].numel() for b in batches))
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
     assert widths[1] < widths[0]  # fewer padded positions
+
+
+def test_train_step_lowers_the_loss_and_counts_tokens(tok):
+    """The loop's optimizer step (micro-batches, forward/backward, step) trains: repeated on one batch
+    its loss falls, and it reports the batch's real tokens and padded positions."""
+    cfg = load_config(SFTConfig, None, ["train.backend=ddp", "train.global_batch_size=4", "train.micro_batch_size=2",
+                                        "scaling.num_workers=1", "train.lr=0.01"])
+    samples = tasks.Samples(users=[1, 2, 3, 4], histories=[[0, 1, 2, 0], [0], [2, 1], [1, 2, 0]],
+                            targets=[1, 0, 2, 1], path="samples_train.parquet")
+    ex = tasks.Examples.pack(tasks.sid_next_examples(tok, samples, tasks.sid_token_ids(tok, CODES), 10), [0] * 4)
+    lengths = np.diff(ex.offsets)
+    model = build_model(ModelSection(hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1), tok, seed=1)
+    backend = Backend(model, cfg, torch.device("cpu"), tokens_per_micro=tokens_per_micro_batch(ex, cfg))
+    backend.train(True)
+    losses = []
+    for _ in range(20):
+        loss, tokens, positions = train_step(backend, ex, np.arange(4), cfg, int(tok.pad_token_id), lengths)
+        losses.append(loss)
+    assert losses[-1] < 0.5 * losses[0]
+    assert tokens == int(lengths.sum())
+    longest_first = np.sort(lengths)[::-1]
+    assert positions == 2 * int(longest_first[0]) + 2 * int(longest_first[2])  # sorted: the longest two together
 
 
 def test_deepspeed_config_from_sft_config():

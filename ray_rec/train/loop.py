@@ -275,9 +275,6 @@ class Backend:
             self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
 
 
-# ---------------------------------------------------------------- evaluation and checkpoints
-
-@torch.no_grad()
 def train_step(backend: Backend, examples: Examples, indices: np.ndarray, cfg: SFTConfig, pad_id: int,
                lengths: np.ndarray) -> tuple[float, int, int]:
     """One optimizer step over this rank's ``indices``: cut into micro-batches (longest first when
@@ -294,6 +291,9 @@ def train_step(backend: Backend, examples: Examples, indices: np.ndarray, cfg: S
     return float(np.mean(losses)), tokens, positions
 
 
+# ---------------------------------------------------------------- evaluation and checkpoints
+
+@torch.no_grad()
 def valid_loss(backend: Backend, valid: Examples, cfg: SFTConfig, rank: int, world: int, pad_id: int) -> float:
     """Mean token loss of the valid examples, each rank scoring every world-th one, summed over ranks."""
     backend.train(False)
