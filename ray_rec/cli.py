@@ -24,6 +24,7 @@ GROUPS = {
     "toy": "ray_rec.toy.cli",
     "evaluate": "ray_rec.eval.cli",
     "sft": "ray_rec.train.cli",
+    "rl": "ray_rec.rl.cli",
     "sid": "ray_rec.sid.cli",
     "pipeline": "ray_rec.pipeline.cli",
 }

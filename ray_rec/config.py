@@ -119,11 +119,20 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
             f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
             f"valid keys{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(names)}"
         )
-    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    kwargs = {k: _coerce(_over_default(v, defaults[k]), hints[k], prefix + k) for k, v in data.items()}
     try:
         return cls(**kwargs)
     except TypeError as exc:  # a required field is missing
         raise ConfigError(f"{cls.__name__}: {exc}") from None
+
+
+def _over_default(value: Any, default: Any) -> Any:
+    """A mapping given for a section whose default is a section instance is laid over that instance's
+    values (so a stage may default a shared section, e.g. RLConfig's ``train``, to other values)."""
+    if isinstance(value, dict) and dataclasses.is_dataclass(default) and not isinstance(default, type):
+        return {**{f.name: getattr(default, f.name) for f in dataclasses.fields(default)}, **value}
+    return value
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

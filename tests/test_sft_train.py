@@ -16,14 +16,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pytest
 import torch
+from tiny_runs import write_tiny_run
 
 from ray_rec.config import load_config
-from ray_rec.data.schema import CODES, ITEMS, SAMPLES
-from ray_rec.io import write_parquet
-from ray_rec.paths import RunPaths
 from ray_rec.train.config import SFTConfig
 from ray_rec.train.loop import probe_logits
 from ray_rec.train.model import build_model, first_sid_id, load_sft_model, read_meta
@@ -31,33 +28,9 @@ from ray_rec.train.run import inputs_dir, prepare_inputs, run_sft
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-WORDS = ["tape", "glue", "drill", "saw", "glove", "mask", "pipe", "valve", "screw", "bolt", "nut", "wire"]
 TINY = ["model.hidden_size=32", "model.num_heads=4", "model.num_kv_heads=2", "model.bpe_vocab_size=300",
         "train.global_batch_size=16", "train.micro_batch_size=4", "train.warmup_steps=2", "train.lr=5e-3",
         "train.log_every=4", "scaling.num_workers=2", "scaling.cpus_per_worker=1", "sid_method=rqkmeans"]
-
-
-def write_tiny_run(root: Path, n_items: int = 48, n_users: int = 60, seq_len: int = 8, seed: int = 0) -> RunPaths:
-    """Items with titles, random 3-level SIDs (8 codes each), users who always buy item i+1 after item i."""
-    rng = np.random.default_rng(seed)
-    paths = RunPaths(root)
-    titles = [f"{WORDS[i % 12]} {WORDS[(i // 12) % 12]} model {i}" for i in range(n_items)]
-    write_parquet(pa.table({"item_id": np.arange(n_items), "title": titles, "description": [""] * n_items,
-                            "brand": [""] * n_items, "categories": [[]] * n_items, "text": titles}), paths.items, ITEMS)
-    flat = rng.choice(512, size=n_items, replace=False)
-    write_parquet(pa.table({"item_id": np.arange(n_items), "codes": [[int(f // 64), int(f // 8 % 8), int(f % 8)]
-                                                                     for f in flat]}), paths.codes("rqkmeans"), CODES)
-    rows: dict[str, list] = {"train": [], "valid": [], "test": []}
-    for u in range(n_users):
-        start = int(rng.integers(n_items))
-        seq = [(start + k) % n_items for k in range(seq_len)]
-        for k in range(1, seq_len):
-            split = "test" if k == seq_len - 1 else "valid" if k == seq_len - 2 else "train"
-            rows[split].append((u, seq[max(0, k - 5):k], seq[k]))
-    for split, r in rows.items():
-        write_parquet(pa.table({"user_id": [x[0] for x in r], "history": [x[1] for x in r],
-                                "target": [x[2] for x in r]}), paths.samples(split), SAMPLES)
-    return paths
 
 
 def state_of(checkpoint: Path) -> dict:

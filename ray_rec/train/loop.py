@@ -23,6 +23,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -234,19 +235,29 @@ class Backend:
             group["lr"] = lr
 
     def forward_backward(self, batch: dict[str, torch.Tensor], last: bool) -> float:
-        """Backward of a micro-batch's loss (gradients accumulate, scaled by 1 / grad_accum); returns
-        its mean token loss."""
+        """Backward of a micro-batch's token loss (see :meth:`backward`); returns its mean token loss."""
         batch = {k: v.to(self.device) for k, v in batch.items()}
+        mean = []
+
+        def loss_of(model) -> torch.Tensor:
+            total, count = response_loss(model, batch)
+            mean.append(float(total.detach() / count.clamp(min=1)))
+            return self._normalise(total, count)
+
+        self.backward(loss_of, last)
+        return mean[0]
+
+    def backward(self, loss_of: Callable[[Any], torch.Tensor], last: bool) -> None:
+        """Backward of one micro-batch's loss ``loss_of(model)`` (``model``: the DDP wrapper, the
+        DeepSpeed engine or the plain module); gradients accumulate, scaled by 1 / grad_accum, and sync
+        across ranks only on the ``last`` micro-batch of the step."""
         if self.kind == "deepspeed":
-            total, count = response_loss(self.engine, batch)
-            self.engine.backward(self._normalise(total, count))  # scales by 1 / gradient_accumulation_steps
+            self.engine.backward(loss_of(self.engine))  # scales by 1 / gradient_accumulation_steps
             self.engine.step()          # a no-op except at the accumulation boundary
         else:
             sync = contextlib.nullcontext() if last or self.wrapped is self.module else self.wrapped.no_sync()
             with sync, torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
-                total, count = response_loss(self.wrapped, batch)
-                (self._normalise(total, count) / self.cfg.grad_accum).backward()
-        return float(total.detach() / count.clamp(min=1))
+                (loss_of(self.wrapped) / self.cfg.grad_accum).backward()
 
     def _normalise(self, total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
         return total / (self.tokens_per_micro or count.clamp(min=1))

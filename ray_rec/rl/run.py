@@ -1,0 +1,182 @@
+"""``run_rl(cfg)``: the GRPO stage launcher. Builds prompts on the driver, trains under ``TorchTrainer``,
+exports the best checkpoint to ``<run>/rl/model``.
+
+Steps:
+
+1. read the starting model's ``ray_rec_sft.json`` (SID method, history length), the SIDs and the
+   train/valid samples (every item must have a SID; errors name the file, row and field);
+2. encode each sample's history as the SFT prompt and its target as SID tokens; ship them through the
+   object store;
+3. ``TorchTrainer`` with the SFT stage's worker settings, ``RunConfig(name, storage_path=<run>/rl)``,
+   checkpoints ranked by valid NDCG@K. A rerun with the same name resumes from its latest checkpoint;
+4. copy the best checkpoint's Hugging Face files to ``<run>/rl/model`` (with the starting model's
+   ``ray_rec_sft.json`` plus an ``rl`` entry, so ``ray-rec evaluate --checkpoint <run>/rl/model`` works),
+   draw ``<run>/rl/curves.png`` (reward, KL, valid NDCG@K), write ``history.json`` and ``stage.json``.
+   A finished stage with the same config is skipped.
+
+Run it with ``ray-rec rl --config jobs/configs/rl_smoke.yaml --run runs/demo``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ray_rec.config import to_dict
+from ray_rec.errors import InputError
+from ray_rec.io import save_figure, write_json
+from ray_rec.paths import RunPaths
+from ray_rec.rl.config import RLConfig
+from ray_rec.stage import is_done, mark_done
+
+STAGE_IGNORE = ("scaling",)
+
+
+def model_dir_of(cfg: RLConfig) -> Path:
+    """The starting policy: ``cfg.model`` or ``<run>/sft/model``."""
+    path = Path(cfg.model) if cfg.model else RunPaths(cfg.run).sft_model
+    if not (path / "config.json").is_file():
+        raise InputError(f"{path}: no Hugging Face model (config.json missing); train one with `ray-rec sft` "
+                         "or set model=<folder>")
+    return path
+
+
+def prepare_inputs(cfg: RLConfig, model_dir: Path) -> dict[str, Any]:
+    """Prompts, targets and SIDs of the train and valid samples (module docstring, steps 1-2)."""
+    from transformers import PreTrainedTokenizerFast
+
+    from ray_rec.eval.evaluate import read_codes, read_samples, trained_sid_method
+    from ray_rec.train.model import read_meta
+    from ray_rec.train.prompts import encode_prompt, encode_text, response_text
+
+    paths = RunPaths(cfg.run)
+    meta = read_meta(model_dir)
+    codes_path = paths.codes(cfg.sid_method or trained_sid_method(model_dir))
+    item_ids, codes = read_codes(codes_path)
+    distinct = len({tuple(c) for c in codes})
+    if cfg.grpo.group_size > distinct:
+        raise InputError(f"grpo.group_size={cfg.grpo.group_size} exceeds the {distinct} distinct SIDs of {codes_path}")
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
+    codes_of = dict(zip(item_ids.tolist(), codes, strict=True))
+    cut = int(meta.get("max_history", 0))
+    out: dict[str, Any] = {"item_ids": item_ids, "codes": codes, "meta": meta, "codes_path": str(codes_path)}
+    for split, limit in (("train", cfg.grpo.max_prompts), ("valid", cfg.grpo.eval_users)):
+        samples = read_samples(paths.samples(split), item_ids, limit)
+        if len(samples) == 0:
+            raise InputError(f"{paths.samples(split)}: no samples")
+        histories = [h[-cut:] if cut > 0 else h for h in samples.column("history").to_pylist()]
+        targets = samples.column("target").to_numpy()
+        prompts = [encode_prompt(tokenizer, [codes_of[i] for i in h]) for h in histories]
+        prefix = "" if split == "train" else "valid_"
+        out[prefix + "prompts"], out[prefix + "targets"] = prompts, targets
+        if split == "train":
+            out["histories"] = histories
+            out["target_tokens"] = [encode_text(tokenizer, response_text(codes_of[int(t)])) for t in targets]
+    if len(out["prompts"]) < cfg.train.global_batch_size:
+        raise InputError(f"only {len(out['prompts'])} training samples for a global batch of "
+                         f"{cfg.train.global_batch_size} users; lower train.global_batch_size")
+    return out
+
+
+def make_trainer(cfg: RLConfig, data_ref, model_dir: Path, sasrec_dir: str):
+    """The TorchTrainer of this config (driver side; Ray must be initialised)."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from ray_rec.rl.loop import train_loop_per_worker
+
+    s = cfg.scaling
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": cfg, "data": data_ref, "model_dir": str(model_dir), "sasrec_dir": sasrec_dir},
+        scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
+                                     resources_per_worker={"CPU": s.cpus_per_worker, **({"GPU": 1} if s.use_gpu else {})}),
+        torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
+        run_config=RunConfig(
+            name=cfg.name, storage_path=str(RunPaths(cfg.run).rl_dir),
+            failure_config=FailureConfig(max_failures=s.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.checkpoints_to_keep,
+                                               checkpoint_score_attribute=f"valid_ndcg@{cfg.grpo.eval_k}",
+                                               checkpoint_score_order="max")),
+    )
+
+
+def best_checkpoint_dir(result, key: str) -> Path:
+    """Folder of the reported checkpoint with the highest ``key`` (the latest on ties)."""
+    ranked = [(m.get(key, -1.0), m.get("step", 0), c) for c, m in (result.best_checkpoints or [])]
+    if ranked:
+        return Path(max(ranked, key=lambda r: (r[0], r[1]))[2].path)
+    if result.checkpoint is None:
+        raise RuntimeError(f"RL run produced no checkpoint (error: {result.error})")
+    return Path(result.checkpoint.path)
+
+
+def plot_curves(state: dict[str, Any], key: str, path: Path) -> Path:
+    """Mean reward and KL per step, and the valid ranking metric per evaluation, one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_r, ax_v) = plt.subplots(1, 2, figsize=(10, 4))
+    steps = [r["step"] for r in state["train"]]
+    ax_r.plot(steps, [r["reward"] for r in state["train"]], lw=0.8, label="mean reward")
+    ax_r.plot(steps, [r["kl"] for r in state["train"]], lw=0.8, label="KL to the SFT model")
+    ax_r.set_xlabel("optimizer step")
+    ax_r.legend()
+    ax_r.grid(alpha=0.3)
+    ax_r.set_title("rollouts")
+    ax_v.plot([v["step"] for v in state["valid"]], [v[key] for v in state["valid"]], "o-")
+    ax_v.set_xlabel("optimizer step")
+    ax_v.set_ylabel(key)
+    ax_v.grid(alpha=0.3)
+    ax_v.set_title("valid ranking (step 0 = the SFT model)")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def run_rl(cfg: RLConfig) -> Path:
+    """Train (or resume) and export; returns ``<run>/rl/model``."""
+    from ray_rec.runtime import init_ray
+    from ray_rec.train.run import export_model
+
+    paths = RunPaths(cfg.run)
+    out = paths.rl_dir / "model"
+    if is_done(paths.rl_dir, cfg, STAGE_IGNORE) and (out / "config.json").is_file():
+        print(f"rl: {out} is up to date for this config; skipping")
+        return out
+    started = time.time()
+    model_dir = model_dir_of(cfg)
+    inputs = prepare_inputs(cfg, model_dir)  # bad input fails here, before Ray starts
+    sasrec_dir = ""
+    if cfg.grpo.cf_weight > 0:
+        sasrec_dir = str(paths.sasrec_dir / "model")
+        if not (Path(sasrec_dir) / "model.json").is_file():
+            raise InputError(f"{sasrec_dir}: no SASRec model for grpo.cf_weight > 0; run `ray-rec baseline sasrec` "
+                             "first or set grpo.cf_weight=0")
+    init_ray()
+    import ray
+
+    print(f"rl: {len(inputs['prompts'])} train users, {len(inputs['valid_prompts'])} valid users, "
+          f"{cfg.grpo.group_size} rollouts each, reward {cfg.grpo.reward}"
+          + (f" + {cfg.grpo.cf_weight} x SASRec" if sasrec_dir else ""))
+    ref = ray.put({k: v for k, v in inputs.items() if k not in ("meta", "codes_path")})
+    result = make_trainer(cfg, ref, model_dir, sasrec_dir).fit()
+    if result.error is not None:
+        raise RuntimeError(f"RL run {cfg.name} failed: {result.error}") from result.error
+    key = f"valid_ndcg@{cfg.grpo.eval_k}"
+    best = best_checkpoint_dir(result, key)
+    state = json.loads((Path(result.checkpoint.path) / "trainer_state.json").read_text())
+    meta = {**inputs["meta"], "rl": {"start": str(model_dir), "checkpoint": str(best), "config": to_dict(cfg),
+                                     "steps": state["step"], "best_" + key: state["best"],
+                                     "start_" + key: state["valid"][0][key]}}
+    export_model(best, out, meta)
+    plot_curves(state, key, paths.rl_dir / "curves.png")
+    write_json({"train": state["train"], "valid": state["valid"]}, paths.rl_dir / "history.json")
+    mark_done(paths.rl_dir, cfg, started, STAGE_IGNORE, steps=state["step"], checkpoint=str(best), model=str(out),
+              **{"start_" + key: state["valid"][0][key], "best_" + key: state["best"]})
+    print(f"rl: {key} {state['valid'][0][key]:.4f} before, best {state['best']:.4f} at {best.name}; model in {out}")
+    return out
+
