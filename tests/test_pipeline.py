@@ -67,6 +67,12 @@ def test_pipeline_end_to_end(ray_start_2_cpus, tmp_path):
     assert rows["SASRec"]["hr@10"] > 3 * rnd["hr@10"], rows
     metrics = json.loads((paths.eval_dir("sft-smoke") / "test" / "metrics.json").read_text())
     assert metrics["cc"] == 0  # every generation is a real item
+    # GRPO ran from the SFT model (DDP here) and its model was ranked the same way
+    rl = rows["generative (SFT + GRPO, constrained beam)"]
+    assert rl["hr@10"] > 3 * rnd["hr@10"], rows
+    rl_metrics = json.loads((paths.eval_dir("sft-smoke-rl") / "test" / "metrics.json").read_text())
+    assert rl_metrics["cc"] == 0 and rl_metrics["checkpoint"] == str(paths.rl_dir / "model")
+    assert json.loads((paths.rl_dir / "stage.json").read_text())["steps"] == 8
     n_test = pq.read_metadata(paths.samples("test")).num_rows
     assert metrics["users"] == min(200, n_test)
 

@@ -182,3 +182,22 @@ def test_grpo_under_ray_train_makes_right_items_likelier(ray_start_2_cpus, tmp_p
     stage = json.loads((paths.rl_dir / "stage.json").read_text())
     assert stage["steps"] == 16
     assert run_rl(cfg) == out                                     # a finished stage is skipped
+
+
+def test_cf_reward_adds_sasrec_probabilities_of_the_rolled_out_items(tmp_path):
+    from ray_rec.baseline.sasrec import SASRec
+    from ray_rec.rl.loop import SASRecScorer, rewards_of
+
+    torch.manual_seed(0)
+    SASRec(num_items=12, max_len=5, hidden=16, blocks=1, heads=2).save(tmp_path / "sasrec")
+    scorer = SASRecScorer(str(tmp_path / "sasrec"), torch.device("cpu"))
+    probs = scorer([[1, 2, 3], [7]])
+    assert probs.shape == (2, 12) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    nodes = np.array([[10, 11, 12], [20, 21, 22]])     # SIDs of the beams; the targets' SIDs are 11 and 99
+    items = np.array([[4, 5, 6], [0, 1, -1]])
+    valid = np.array([[True, True, True], [True, True, False]])
+    cfg = load_config(RLConfig, None, ["grpo.reward=rule", "grpo.cf_weight=0.5"])
+    got = rewards_of(cfg, nodes, items, valid, np.array([11, 99]), probs)
+    assert got[0].tolist() == pytest.approx([0.5 * probs[0, 4], 1 + 0.5 * probs[0, 5], 0.5 * probs[0, 6]])
+    assert got[1, :2].tolist() == pytest.approx([0.5 * probs[1, 0], 0.5 * probs[1, 1]])
+    assert got[1, 2] == pytest.approx(got[1, :2].min())   # an invalid beam gets the group's lowest reward

@@ -19,6 +19,7 @@ from ray_rec.config import ConfigError, option
 from ray_rec.data.config import DataConfig, EmbedConfig
 from ray_rec.eval.config import EvalConfig
 from ray_rec.paths import RunPaths
+from ray_rec.rl.config import RLConfig
 from ray_rec.sid.config import SIDConfig
 from ray_rec.train.config import SFTConfig
 
@@ -31,7 +32,8 @@ class PipelineConfig:
     num_cpus: int = option(4, help="logical CPUs of a local Ray (more than the cores lets Train workers and Data "
                                    "actors coexist on a small machine); ignored when RAY_ADDRESS is set")
     stages: list[str] = option(["data", "embed", "sid", "sft", "evaluate", "sasrec"],
-                               help="stages to run, in this order (a subset skips the others)")
+                               help="stages to run, in this order (a subset skips the others); add rl after sft "
+                                    "for GRPO, whose model is then evaluated like the SFT model")
     sid_input: Literal["text", "sasrec"] = option(
         "text", help="what the SID stage quantizes: text (the embed stage's vectors) or sasrec (the trained SASRec's "
                      "item embeddings, so co-bought items share SID prefixes; put sasrec before sid in stages)")
@@ -39,14 +41,17 @@ class PipelineConfig:
     embed: EmbedConfig = option(EmbedConfig(), help="item-text embedding stage")
     sid: SIDConfig = option(SIDConfig(), help="semantic-ID stage")
     sft: SFTConfig = option(SFTConfig(), help="SFT stage")
-    evaluate: EvalConfig = option(EvalConfig(), help="constrained-beam evaluation of the SFT model")
+    evaluate: EvalConfig = option(EvalConfig(), help="constrained-beam evaluation of the SFT model (and of the RL model)")
+    rl: RLConfig = option(RLConfig(), help="GRPO stage, starting from the SFT model")
     sasrec: SASRecConfig = option(SASRecConfig(), help="the SASRec baseline")
 
     def __post_init__(self) -> None:
-        valid = ["data", "embed", "sid", "sft", "evaluate", "sasrec"]
+        valid = ["data", "embed", "sid", "sft", "evaluate", "sasrec", "rl"]
         unknown = [s for s in self.stages if s not in valid]
         if unknown:
             raise ConfigError(f"stages: unknown stage(s) {unknown}; valid stages: {', '.join(valid)}")
+        if "rl" in self.stages and "sft" in self.stages and self.stages.index("rl") < self.stages.index("sft"):
+            raise ConfigError("stages: rl starts from the SFT model; list it after sft, e.g. [..., sft, rl, evaluate]")
         if self.sid_input == "sasrec" and "sid" in self.stages:
             if "sasrec" not in self.stages or self.stages.index("sasrec") > self.stages.index("sid"):
                 raise ConfigError("sid_input=sasrec quantizes the SASRec's item embeddings: list sasrec before sid "

@@ -1,6 +1,7 @@
 """``run_pipeline(cfg)``: every stage on one run folder, then a side-by-side report.
 
     data -> embed -> sid -> sft -> evaluate (test split)   and   sasrec (same splits)
+    ... sft -> rl (GRPO, then its model evaluated like the SFT model)      when stages lists rl
     data -> sasrec -> sid -> sft -> evaluate                  with sid_input=sasrec (collaborative SIDs)
 
 Each stage skips itself when its outputs exist for the same config (``ray_rec.stage``); on top of that
@@ -29,7 +30,7 @@ from ray_rec.stage import STAGE_FILE
 REPORT_KS = (1, 3, 5, 10, 20)
 # stage -> the stages whose outputs it reads
 UPSTREAM = {"data": [], "embed": ["data"], "sid": ["embed"], "sft": ["data", "sid"],
-            "evaluate": ["sft", "sid", "data"], "sasrec": ["data"]}
+            "evaluate": ["sft", "sid", "data"], "sasrec": ["data"], "rl": ["sft", "sid", "data"]}
 
 
 def bind_run(cfg: PipelineConfig) -> PipelineConfig:
@@ -44,6 +45,7 @@ def bind_run(cfg: PipelineConfig) -> PipelineConfig:
         sft=dataclasses.replace(cfg.sft, run=run),
         evaluate=dataclasses.replace(cfg.evaluate, run=run, split="test"),
         sasrec=dataclasses.replace(cfg.sasrec, run=run),
+        rl=dataclasses.replace(cfg.rl, run=run, model=""),
     )
 
 
@@ -52,7 +54,7 @@ def stage_dirs(cfg: PipelineConfig) -> dict[str, Path]:
     paths = RunPaths(cfg.run)
     return {"data": paths.data_dir, "embed": paths.embeddings.parent, "sid": paths.sid_dir(cfg.sid.out_name),
             "sft": paths.sft_dir, "evaluate": paths.eval_dir(cfg.evaluate.name) / "test",
-            "sasrec": paths.sasrec_dir}
+            "sasrec": paths.sasrec_dir, "rl": paths.rl_dir}
 
 
 def upstream(cfg: PipelineConfig) -> dict[str, list[str]]:
@@ -92,8 +94,18 @@ def run_stage(stage: str, cfg: PipelineConfig) -> Any:
     if stage == "evaluate":
         from ray_rec.eval.evaluate import run_evaluate
         return run_evaluate(cfg.evaluate)
+    if stage == "rl":
+        from ray_rec.eval.evaluate import run_evaluate
+        from ray_rec.rl.run import run_rl
+        model = run_rl(cfg.rl)
+        return run_evaluate(dataclasses.replace(cfg.evaluate, checkpoint=str(model), name=rl_eval_name(cfg)))
     from ray_rec.baseline.train import run_sasrec
     return run_sasrec(cfg.sasrec)
+
+
+def rl_eval_name(cfg: PipelineConfig) -> str:
+    """Where the RL model's evaluation goes: ``<run>/eval/<evaluate.name>-rl/test``."""
+    return f"{cfg.evaluate.name}-rl"
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
@@ -124,6 +136,9 @@ def report_rows(cfg: PipelineConfig, results: dict[str, Any]) -> dict[str, dict[
     if "evaluate" in results:
         rows["generative (SFT, constrained beam)"] = {k: v for k, v in results["evaluate"].items()
                                                       if k.startswith(("hr@", "ndcg@"))}
+    if "rl" in results:
+        rows["generative (SFT + GRPO, constrained beam)"] = {k: v for k, v in results["rl"].items()
+                                                             if k.startswith(("hr@", "ndcg@"))}
     if "sasrec" in results:
         rows["SASRec"] = dict(results["sasrec"]["test"])
     n_items = pq.read_metadata(RunPaths(cfg.run).items).num_rows

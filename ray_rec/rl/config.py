@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ray_rec.config import ConfigError, option
-from ray_rec.train.config import ScalingSection, TrainSection
+from ray_rec.train.config import RayTrainStage, ScalingSection, TrainSection
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ RL_TRAIN = TrainSection(lr=1e-4, min_lr_ratio=1.0, warmup_steps=5, global_batch_
 
 
 @dataclass(frozen=True)
-class RLConfig:
+class RLConfig(RayTrainStage):
     """GRPO fine-tuning of an SFT model with constrained beam-search rollouts (``ray-rec rl``)."""
 
     run: str = option("runs/default", help="run folder holding data/, sid/<method>/ and sft/model; writes rl/")
@@ -59,18 +59,3 @@ class RLConfig:
     grpo: GRPOSection = option(GRPOSection(), help="rollouts, rewards and validation")
     train: TrainSection = option(RL_TRAIN, help="optimisation (global_batch_size and micro_batch_size count users)")
     scaling: ScalingSection = option(ScalingSection(), help="Ray Train workers")
-
-    def __post_init__(self) -> None:
-        per_step = self.scaling.num_workers * self.train.micro_batch_size
-        if self.train.global_batch_size % per_step:
-            raise ConfigError(
-                f"train.global_batch_size ({self.train.global_batch_size}) must be a multiple of "
-                f"scaling.num_workers x train.micro_batch_size ({self.scaling.num_workers} x "
-                f"{self.train.micro_batch_size} = {per_step})")
-        if not self.name or "/" in self.name:
-            raise ConfigError(f"name must be a non-empty folder name, got {self.name!r}")
-
-    @property
-    def grad_accum(self) -> int:
-        """Micro-batches per worker per optimizer step."""
-        return self.train.global_batch_size // (self.scaling.num_workers * self.train.micro_batch_size)

@@ -28,7 +28,16 @@ import torch
 from ray_rec.rl.config import RLConfig
 from ray_rec.rl.grpo import completion_logprobs, grpo_loss, rollout, sid_token_mask, target_nodes
 from ray_rec.rl.rewards import cf_reward, group_advantages, ranking_reward, rule_reward
-from ray_rec.train.loop import STATE_FILE, Backend, get_lr, log, rank_indices, save_checkpoint, steps_per_epoch
+from ray_rec.train.loop import (
+    STATE_FILE,
+    Backend,
+    get_lr,
+    log,
+    rank_indices,
+    report_checkpoint,
+    steps_per_epoch,
+    track_best,
+)
 
 
 def rewards_of(cfg: RLConfig, nodes: np.ndarray, items: np.ndarray, valid: np.ndarray, targets: np.ndarray,
@@ -38,7 +47,8 @@ def rewards_of(cfg: RLConfig, nodes: np.ndarray, items: np.ndarray, valid: np.nd
     base = ranking_reward(nodes, targets) if cfg.grpo.reward == "ranking" else rule_reward(nodes, targets)
     if cf_probs is not None and cfg.grpo.cf_weight > 0:
         base = base + cfg.grpo.cf_weight * cf_reward(cf_probs, items)
-    return np.where(valid, base, base.min(axis=1, keepdims=True))
+    lowest = np.where(valid, base, np.inf).min(axis=1, keepdims=True)
+    return np.where(valid, base, np.where(np.isfinite(lowest), lowest, 0.0))
 
 
 class SASRecScorer:
@@ -109,6 +119,7 @@ def micro_step(backend: Backend, reference, tokenizer, trie, data: dict[str, Any
 
     backend.backward(loss_of, last)
     hit = (roll.nodes == targets[:, None]) & roll.valid
+    # the ranking reward sums to 0 over a group, so its mean says nothing: the hit rate is the signal to watch
     stats.update(reward=float(rewards.mean()), hit_rate=float(hit.any(axis=1).mean()))
     return stats
 
@@ -180,7 +191,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         window.append(row)
         if rank == 0 and step % cfg.train.log_every == 0:
             log(f"[rl] step {step}/{total} hit@{cfg.grpo.group_size} {np.mean([r['hit_rate'] for r in window]):.3f} "
-                f"reward {np.mean([r['reward'] for r in window]):.4f} "
                 f"kl {np.mean([r['kl'] for r in window]):.4f} {np.mean([r['seconds'] for r in window]):.2f} s/step")
             window = []
         last = step == total
@@ -188,16 +198,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             continue
         scores = rank_valid(backend.module, tokenizer, trie, data, cfg, rank, world, device)
         state["valid"].append({"step": step, **scores})
-        better = state["best"] is None or scores[key] > state["best"]
-        state["best"] = scores[key] if better else state["best"]
-        state["bad_evals"] = 0 if better else state["bad_evals"] + 1
-        stop = bool(cfg.train.patience) and state["bad_evals"] >= cfg.train.patience
+        stop = track_best(state, "best", scores[key], higher_is_better=True, patience=cfg.train.patience)
         state["step"], state["stopped"] = step, stop
-        metrics = {"step": step, **scores, "reward": row["reward"], "kl": row["kl"], "done": last or stop}
-        tmp = save_checkpoint(backend, tokenizer, state, rank)
-        with tmp:
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp.name),
-                             checkpoint_dir_name=f"checkpoint_{step:06d}")
+        metrics = {"step": step, **scores, "hit_rate": row["hit_rate"], "reward": row["reward"], "kl": row["kl"],
+                   "done": last or stop}
+        report_checkpoint(backend, tokenizer, state, rank, metrics)
         if rank == 0:
             log(f"[rl] step {step}: {key} {scores[key]:.4f} (best {state['best']:.4f})"
                 + (" - stopping early" if stop else ""))

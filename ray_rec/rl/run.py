@@ -11,7 +11,7 @@ Steps:
    checkpoints ranked by valid NDCG@K. A rerun with the same name resumes from its latest checkpoint;
 4. copy the best checkpoint's Hugging Face files to ``<run>/rl/model`` (with the starting model's
    ``ray_rec_sft.json`` plus an ``rl`` entry, so ``ray-rec evaluate --checkpoint <run>/rl/model`` works),
-   draw ``<run>/rl/curves.png`` (reward, KL, valid NDCG@K), write ``history.json`` and ``stage.json``.
+   draw ``<run>/rl/curves.png`` (rollout hit rate, KL, valid NDCG@K), write ``history.json`` and ``stage.json``.
    A finished stage with the same config is skipped.
 
 Run it with ``ray-rec rl --config jobs/configs/rl_smoke.yaml --run runs/demo``.
@@ -82,25 +82,13 @@ def prepare_inputs(cfg: RLConfig, model_dir: Path) -> dict[str, Any]:
 
 def make_trainer(cfg: RLConfig, data_ref, model_dir: Path, sasrec_dir: str):
     """The TorchTrainer of this config (driver side; Ray must be initialised)."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
     from ray_rec.rl.loop import train_loop_per_worker
+    from ray_rec.train.run import torch_trainer
 
-    s = cfg.scaling
-    return TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"cfg": cfg, "data": data_ref, "model_dir": str(model_dir), "sasrec_dir": sasrec_dir},
-        scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
-                                     resources_per_worker={"CPU": s.cpus_per_worker, **({"GPU": 1} if s.use_gpu else {})}),
-        torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
-        run_config=RunConfig(
-            name=cfg.name, storage_path=str(RunPaths(cfg.run).rl_dir),
-            failure_config=FailureConfig(max_failures=s.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.checkpoints_to_keep,
-                                               checkpoint_score_attribute=f"valid_ndcg@{cfg.grpo.eval_k}",
-                                               checkpoint_score_order="max")),
-    )
+    return torch_trainer(train_loop_per_worker,
+                         {"cfg": cfg, "data": data_ref, "model_dir": str(model_dir), "sasrec_dir": sasrec_dir},
+                         cfg.scaling, cfg.name, RunPaths(cfg.run).rl_dir, cfg.train.checkpoints_to_keep,
+                         f"valid_ndcg@{cfg.grpo.eval_k}", "max")
 
 
 def best_checkpoint_dir(result, key: str) -> Path:
@@ -114,7 +102,7 @@ def best_checkpoint_dir(result, key: str) -> Path:
 
 
 def plot_curves(state: dict[str, Any], key: str, path: Path) -> Path:
-    """Mean reward and KL per step, and the valid ranking metric per evaluation, one PNG."""
+    """Rollout hit rate and KL per step, and the valid ranking metric per evaluation, one PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,7 +110,7 @@ def plot_curves(state: dict[str, Any], key: str, path: Path) -> Path:
 
     fig, (ax_r, ax_v) = plt.subplots(1, 2, figsize=(10, 4))
     steps = [r["step"] for r in state["train"]]
-    ax_r.plot(steps, [r["reward"] for r in state["train"]], lw=0.8, label="mean reward")
+    ax_r.plot(steps, [r["hit_rate"] for r in state["train"]], lw=0.8, label="users whose rollouts hold the right item")
     ax_r.plot(steps, [r["kl"] for r in state["train"]], lw=0.8, label="KL to the SFT model")
     ax_r.set_xlabel("optimizer step")
     ax_r.legend()

@@ -164,8 +164,21 @@ class ScalingSection:
             raise ConfigError("scaling.max_failures must be >= 0, or -1 for unlimited")
 
 
+class RayTrainStage:
+    """What the Ray Train stage configs (SFTConfig, RLConfig) share; they have ``name``, ``train``
+    (TrainSection) and ``scaling`` (ScalingSection)."""
+
+    def __post_init__(self) -> None:
+        check_run_layout(self.name, self.train, self.scaling)
+
+    @property
+    def grad_accum(self) -> int:
+        """Micro-batches per worker per optimizer step."""
+        return self.train.global_batch_size // (self.scaling.num_workers * self.train.micro_batch_size)
+
+
 @dataclass(frozen=True)
-class SFTConfig:
+class SFTConfig(RayTrainStage):
     """Supervised fine-tuning of the generative recommender (``ray-rec sft``)."""
 
     run: str = option("runs/default", help="run folder holding data/ and sid/<method>/; writes sft/")
@@ -177,20 +190,18 @@ class SFTConfig:
     train: TrainSection = option(TrainSection(), help="optimisation, evaluation and checkpoints")
     scaling: ScalingSection = option(ScalingSection(), help="Ray Train workers")
 
-    def __post_init__(self) -> None:
-        per_step = self.scaling.num_workers * self.train.micro_batch_size
-        if self.train.global_batch_size % per_step:
-            raise ConfigError(
-                f"train.global_batch_size ({self.train.global_batch_size}) must be a multiple of "
-                f"scaling.num_workers x train.micro_batch_size ({self.scaling.num_workers} x "
-                f"{self.train.micro_batch_size} = {per_step}); e.g. set train.global_batch_size={per_step * max(1, self.train.global_batch_size // per_step)}")
-        if not self.name or "/" in self.name:
-            raise ConfigError(f"name must be a non-empty folder name, got {self.name!r}")
-
-    @property
-    def grad_accum(self) -> int:
-        """Micro-batches per worker per optimizer step."""
-        return self.train.global_batch_size // (self.scaling.num_workers * self.train.micro_batch_size)
+def check_run_layout(name: str, train: TrainSection, scaling: ScalingSection) -> None:
+    """What every Ray Train stage config (SFT, RL) needs: whole micro-batches on every worker, and a run
+    name that is one folder."""
+    per_step = scaling.num_workers * train.micro_batch_size
+    if train.global_batch_size % per_step:
+        raise ConfigError(
+            f"train.global_batch_size ({train.global_batch_size}) must be a multiple of "
+            f"scaling.num_workers x train.micro_batch_size ({scaling.num_workers} x "
+            f"{train.micro_batch_size} = {per_step}); e.g. set "
+            f"train.global_batch_size={per_step * max(1, train.global_batch_size // per_step)}")
+    if not name or "/" in name:
+        raise ConfigError(f"name must be a non-empty folder name, got {name!r}")
 
 
 def section_names() -> list[str]:

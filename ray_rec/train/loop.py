@@ -336,6 +336,32 @@ def save_checkpoint(backend: Backend, tokenizer, state: dict, rank: int) -> temp
     return tmp
 
 
+def report_checkpoint(backend: Backend, tokenizer, state: dict, rank: int, metrics: dict[str, Any]) -> None:
+    """Save this rank's part of a checkpoint at ``state["step"]`` and report it to Ray Train with
+    ``metrics`` (every rank calls it at the same step)."""
+    import ray.train
+
+    tmp = save_checkpoint(backend, tokenizer, state, rank)
+    with tmp:
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp.name),
+                         checkpoint_dir_name=f"checkpoint_{state['step']:06d}")
+
+
+def track_best(state: dict, key: str, value: float, higher_is_better: bool, patience: int) -> bool:
+    """Record an evaluation in ``state`` (``state[key]`` the best value so far, ``bad_evals`` the evaluations
+    since it improved); True when ``patience`` (> 0) evaluations in a row did not improve it.
+
+    >>> s = {"best": None, "bad_evals": 0}
+    >>> [track_best(s, "best", v, higher_is_better=True, patience=2) for v in (0.1, 0.3, 0.2, 0.25)], s["best"]
+    ([False, False, False, True], 0.3)
+    """
+    best = state[key]
+    better = best is None or (value > best if higher_is_better else value < best)
+    state[key] = value if better else best
+    state["bad_evals"] = 0 if better else state["bad_evals"] + 1
+    return bool(patience) and state["bad_evals"] >= patience
+
+
 @torch.no_grad()
 def probe_logits(model, examples: Examples) -> list[float]:
     """Next-token logits (V,) after example 0's prompt: lets a reloaded checkpoint prove it is the same model."""
@@ -434,10 +460,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if step % eval_every and not last:
             continue
         loss = valid_loss(backend, valid, cfg, rank, world, pad_id) if len(valid) else float("nan")
-        better = state["best_valid"] is None or loss < state["best_valid"]
-        state["best_valid"] = loss if better else state["best_valid"]
-        state["bad_evals"] = 0 if better else state["bad_evals"] + 1
-        stop = bool(cfg.train.patience) and state["bad_evals"] >= cfg.train.patience
+        stop = track_best(state, "best_valid", loss, higher_is_better=False, patience=cfg.train.patience)
         state["valid"].append([step, loss])
         state["step"], state["stopped"] = step, stop
         if rank == 0:
@@ -446,10 +469,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         metrics = {"step": step, "epoch": step / per_epoch, "train_loss": state["train"][-1][1],
                    "valid_loss": loss, "best_valid_loss": state["best_valid"], "done": last or stop,
                    "tokens_per_s": rate, "peak_memory_mb_per_worker": peak}
-        tmp = save_checkpoint(backend, tokenizer, state, rank)
-        with tmp:
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp.name),
-                             checkpoint_dir_name=f"checkpoint_{step:06d}")
+        report_checkpoint(backend, tokenizer, state, rank, metrics)
         if rank == 0:
             log(f"[sft] step {step}: valid loss {loss:.4f} (best {state['best_valid']:.4f})"
                 + (" - stopping early" if stop else ""))

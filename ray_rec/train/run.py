@@ -32,7 +32,7 @@ from ray_rec.errors import InputError
 from ray_rec.io import atomic_dir, save_figure, write_json
 from ray_rec.paths import RunPaths
 from ray_rec.stage import is_done, mark_done
-from ray_rec.train.config import SFTConfig
+from ray_rec.train.config import ScalingSection, SFTConfig
 
 STAGE_IGNORE = ("scaling",)  # worker counts do not change what is trained (same global batches)
 EXPORT_SKIP = {"deepspeed", "optimizer.pt", "trainer_state.json"}
@@ -79,27 +79,34 @@ def prepare_inputs(cfg: SFTConfig) -> dict[str, Any]:
             "meta": meta}
 
 
-def make_trainer(cfg: SFTConfig, data_ref, crash_marker: str = ""):
-    """The TorchTrainer of this config (driver side; Ray must be initialised)."""
+def torch_trainer(loop, loop_config: dict[str, Any], scaling: ScalingSection, name: str, storage: Path,
+                  keep: int, score_attribute: str, score_order: str):
+    """A TorchTrainer over ``scaling``'s workers (one GPU each and NCCL when ``use_gpu``, else gloo), run
+    ``name`` under ``storage`` (the same name resumes), ``keep`` best checkpoints by ``score_attribute``."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    return TorchTrainer(
+        loop,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
+                                     resources_per_worker={"CPU": scaling.cpus_per_worker,
+                                                           **({"GPU": 1} if scaling.use_gpu else {})}),
+        torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
+        run_config=RunConfig(
+            name=name, storage_path=str(storage), failure_config=FailureConfig(max_failures=scaling.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=keep, checkpoint_score_attribute=score_attribute,
+                                               checkpoint_score_order=score_order)),
+    )
+
+
+def make_trainer(cfg: SFTConfig, data_ref, crash_marker: str = ""):
+    """The TorchTrainer of this config (driver side; Ray must be initialised)."""
     from ray_rec.train.loop import train_loop_per_worker
 
-    s = cfg.scaling
-    return TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"cfg": cfg, "data": data_ref, "crash_marker": crash_marker},
-        scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
-                                     resources_per_worker={"CPU": s.cpus_per_worker, **({"GPU": 1} if s.use_gpu else {})}),
-        torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
-        run_config=RunConfig(
-            name=cfg.name, storage_path=str(RunPaths(cfg.run).sft_dir),
-            failure_config=FailureConfig(max_failures=s.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.checkpoints_to_keep,
-                                               checkpoint_score_attribute="valid_loss",
-                                               checkpoint_score_order="min")),
-    )
+    return torch_trainer(train_loop_per_worker, {"cfg": cfg, "data": data_ref, "crash_marker": crash_marker},
+                         cfg.scaling, cfg.name, RunPaths(cfg.run).sft_dir, cfg.train.checkpoints_to_keep,
+                         "valid_loss", "min")
 
 
 def best_checkpoint_dir(result) -> Path:
