@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ray_rec.config import to_dict
 from ray_rec.errors import InputError
 from ray_rec.io import save_figure, write_json
@@ -109,11 +111,16 @@ def plot_curves(state: dict[str, Any], key: str, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, (ax_r, ax_v) = plt.subplots(1, 2, figsize=(10, 4))
-    steps = [r["step"] for r in state["train"]]
-    ax_r.plot(steps, [r["hit_rate"] for r in state["train"]], lw=0.8, label="users whose rollouts hold the right item")
-    ax_r.plot(steps, [r["kl"] for r in state["train"]], lw=0.8, label="KL to the SFT model")
+    steps = np.array([r["step"] for r in state["train"]])
+    window = max(1, len(steps) // 20)
+    for key_, label, colour in (("hit_rate", "groups holding the right item", "C0"),
+                                ("kl", "KL to the SFT model", "C1")):
+        values = np.array([r[key_] for r in state["train"]])
+        ax_r.plot(steps, values, lw=0.6, alpha=0.3, color=colour)
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        ax_r.plot(steps[window - 1:], smooth, lw=1.5, color=colour, label=f"{label} (mean of {window} steps)")
     ax_r.set_xlabel("optimizer step")
-    ax_r.legend()
+    ax_r.legend(fontsize=8, loc="lower right")
     ax_r.grid(alpha=0.3)
     ax_r.set_title("rollouts")
     ax_v.plot([v["step"] for v in state["valid"]], [v[key] for v in state["valid"]], "o-")
