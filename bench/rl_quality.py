@@ -66,7 +66,7 @@ def main() -> None:
     text = (f"# GRPO on {args.run} ({args.split}, {rows['SFT']['users']} users, CC "
             f"{rows['SFT']['cc']} / {rows['SFT + GRPO']['cc']})\n\n{table}\n\nSFT + GRPO / SFT: "
             + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items())
-            + f"\n\nGRPO: {results['steps']} steps in {rl_seconds:.0f} s; valid "
+            + f"\n\nGRPO: {results['steps']} steps ({rl_seconds:.0f} s in this call; a resumed run counts only its own); valid "
             + ", ".join(f"step {v['step']}: {v[f'valid_ndcg@{cfg.grpo.eval_k}']:.4f}" for v in history["valid"]) + "\n")
     (RESULTS / f"{args.name}.md").write_text(text)
     print(text)
