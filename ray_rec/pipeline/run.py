@@ -133,12 +133,10 @@ def report_rows(cfg: PipelineConfig, results: dict[str, Any]) -> dict[str, dict[
     import pyarrow.parquet as pq
 
     rows: dict[str, dict[str, float]] = {}
-    if "evaluate" in results:
-        rows["generative (SFT, constrained beam)"] = {k: v for k, v in results["evaluate"].items()
-                                                      if k.startswith(("hr@", "ndcg@"))}
-    if "rl" in results:
-        rows["generative (SFT + GRPO, constrained beam)"] = {k: v for k, v in results["rl"].items()
-                                                             if k.startswith(("hr@", "ndcg@"))}
+    for stage, label in (("evaluate", "generative (SFT, constrained beam)"),
+                         ("rl", "generative (SFT + GRPO, constrained beam)")):
+        if stage in results:
+            rows[label] = {k: v for k, v in results[stage].items() if k.startswith(("hr@", "ndcg@"))}
     if "sasrec" in results:
         rows["SASRec"] = dict(results["sasrec"]["test"])
     n_items = pq.read_metadata(RunPaths(cfg.run).items).num_rows

@@ -45,8 +45,9 @@ class Rollouts:
 
 @torch.no_grad()
 def rollout(model, prompts: Sequence[Sequence[int]], trie: SIDTrie, group: int, eos_id: int,
-            pad_id: int) -> Rollouts:
-    """The ``group`` best SIDs per prompt by constrained beam search (``model`` is left in eval mode)."""
+            pad_id: int, node_items: np.ndarray | None = None) -> Rollouts:
+    """The ``group`` best SIDs per prompt by constrained beam search (``model`` is left in eval mode).
+    ``node_items``: :func:`first_items` of ``trie``, when the caller keeps it across calls."""
     model.eval()
     input_ids, mask = pad_prompts(prompts, pad_id)
     seqs, scores = generate_beams(model, input_ids, mask, group, trie.max_depth + 1, eos_id, pad_id,
@@ -54,7 +55,8 @@ def rollout(model, prompts: Sequence[Sequence[int]], trie: SIDTrie, group: int, 
     batch, beams, width = seqs.shape
     nodes = trie.end_nodes(seqs.reshape(-1, width).to(trie.device)).reshape(batch, beams).cpu()
     valid = (nodes != trie.dead) & (scores.cpu() > FILLER_SCORE)
-    items = np.where(valid.numpy(), first_items(trie)[nodes.numpy()], -1)
+    node_items = first_items(trie) if node_items is None else node_items
+    items = np.where(valid.numpy(), node_items[nodes.numpy()], -1)
     return Rollouts(input_ids=input_ids, attention_mask=mask, completions=seqs.cpu(), nodes=nodes.numpy(),
                     items=items, valid=valid.numpy(),
                     scores=scores.float().cpu().numpy())

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ray_rec.rl.config import RLConfig
-from ray_rec.rl.grpo import completion_logprobs, grpo_loss, rollout, sid_token_mask, target_nodes
+from ray_rec.rl.grpo import completion_logprobs, first_items, grpo_loss, rollout, sid_token_mask, target_nodes
 from ray_rec.rl.rewards import cf_reward, group_advantages, ranking_reward, rule_reward
 from ray_rec.train.loop import (
     STATE_FILE,
@@ -73,6 +73,7 @@ def rank_valid(module, tokenizer, trie, data: dict[str, Any], cfg: RLConfig, ran
                device: torch.device) -> dict[str, float]:
     """HR@K and NDCG@K of the valid users (each rank ranks every world-th one; sums are all-reduced)."""
     from ray_rec.eval.beam import constrained_beam_search
+    from ray_rec.metrics import hr_ndcg, ranks_from_lists
 
     mine = np.arange(rank, len(data["valid_prompts"]), world)
     k = cfg.grpo.eval_k
@@ -80,10 +81,8 @@ def rank_valid(module, tokenizer, trie, data: dict[str, Any], cfg: RLConfig, ran
     if len(mine):
         result = constrained_beam_search(module, tokenizer, [data["valid_prompts"][i] for i in mine], trie,
                                          num_beams=cfg.grpo.eval_beams, k=k, batch_size=cfg.train.micro_batch_size)
-        hit = result.items == data["valid_targets"][mine][:, None]
-        rank_of = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
-        ndcg = np.where(rank_of >= 0, 1.0 / np.log2(np.maximum(rank_of, 0) + 2.0), 0.0)
-        sums += torch.tensor([float((rank_of >= 0).sum()), float(ndcg.sum()), float(len(mine))], dtype=torch.float64)
+        means = hr_ndcg(ranks_from_lists(result.items, data["valid_targets"][mine]), [k])
+        sums += torch.tensor([means[f"hr@{k}"], means[f"ndcg@{k}"], 1.0], dtype=torch.float64) * len(mine)
     if world > 1:
         sums = sums.to(device)
         torch.distributed.all_reduce(sums)
@@ -97,7 +96,8 @@ def micro_step(backend: Backend, reference, tokenizer, trie, data: dict[str, Any
     """Roll out, reward and back-propagate one micro-batch of users ``part`` (indices into the train
     prompts); returns its reward and KL statistics."""
     eos, pad = int(tokenizer.eos_token_id), int(tokenizer.pad_token_id)
-    roll = rollout(backend.module, [data["prompts"][i] for i in part], trie, cfg.grpo.group_size, eos, pad)
+    roll = rollout(backend.module, [data["prompts"][i] for i in part], trie, cfg.grpo.group_size, eos, pad,
+                   data["node_items"])
     targets = data["target_nodes"][part]
     cf = scorer([data["histories"][i] for i in part]) if scorer is not None else None
     rewards = rewards_of(cfg, roll.nodes, roll.items, roll.valid, targets, cf)
@@ -144,6 +144,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
     trie = SIDTrie.from_tokenizer(data["codes"], tokenizer, item_ids=data["item_ids"]).to(device)
     data["target_nodes"] = target_nodes(trie, data["target_tokens"])
+    data["node_items"] = first_items(trie)
 
     checkpoint = ray.train.get_checkpoint()
     state: dict[str, Any] = {"step": 0, "best": None, "bad_evals": 0, "stopped": False, "train": [], "valid": []}

@@ -93,16 +93,6 @@ def make_trainer(cfg: RLConfig, data_ref, model_dir: Path, sasrec_dir: str):
                          f"valid_ndcg@{cfg.grpo.eval_k}", "max")
 
 
-def best_checkpoint_dir(result, key: str) -> Path:
-    """Folder of the reported checkpoint with the highest ``key`` (the latest on ties)."""
-    ranked = [(m.get(key, -1.0), m.get("step", 0), c) for c, m in (result.best_checkpoints or [])]
-    if ranked:
-        return Path(max(ranked, key=lambda r: (r[0], r[1]))[2].path)
-    if result.checkpoint is None:
-        raise RuntimeError(f"RL run produced no checkpoint (error: {result.error})")
-    return Path(result.checkpoint.path)
-
-
 def plot_curves(state: dict[str, Any], key: str, path: Path) -> Path:
     """Rollout hit rate and KL per step, and the valid ranking metric per evaluation, one PNG."""
     import matplotlib
@@ -135,7 +125,7 @@ def plot_curves(state: dict[str, Any], key: str, path: Path) -> Path:
 def run_rl(cfg: RLConfig) -> Path:
     """Train (or resume) and export; returns ``<run>/rl/model``."""
     from ray_rec.runtime import init_ray
-    from ray_rec.train.run import export_model
+    from ray_rec.train.run import best_checkpoint_dir, export_model
 
     paths = RunPaths(cfg.run)
     out = paths.rl_dir / "model"
@@ -162,7 +152,7 @@ def run_rl(cfg: RLConfig) -> Path:
     if result.error is not None:
         raise RuntimeError(f"RL run {cfg.name} failed: {result.error}") from result.error
     key = f"valid_ndcg@{cfg.grpo.eval_k}"
-    best = best_checkpoint_dir(result, key)
+    best = best_checkpoint_dir(result, key, higher_is_better=True)
     state = json.loads((Path(result.checkpoint.path) / "trainer_state.json").read_text())
     meta = {**inputs["meta"], "rl": {"start": str(model_dir), "checkpoint": str(best), "config": to_dict(cfg),
                                      "steps": state["step"], "best_" + key: state["best"],

@@ -109,14 +109,16 @@ def make_trainer(cfg: SFTConfig, data_ref, crash_marker: str = ""):
                          "valid_loss", "min")
 
 
-def best_checkpoint_dir(result) -> Path:
-    """Folder of the reported checkpoint with the lowest valid loss (the latest when none has one)."""
-    ranked = [(m.get("valid_loss", float("inf")), m.get("step", 0), c) for c, m in (result.best_checkpoints or [])
-              if m.get("valid_loss") == m.get("valid_loss")]  # NaN never equals itself
+def best_checkpoint_dir(result, key: str = "valid_loss", higher_is_better: bool = False) -> Path:
+    """Folder of the reported checkpoint with the best ``key`` (the lowest, or the highest when
+    ``higher_is_better``; the latest on ties; NaN never wins), or the latest checkpoint when none is ranked."""
+    sign = 1.0 if higher_is_better else -1.0
+    ranked = [(sign * m.get(key, -sign * float("inf")), m.get("step", 0), c) for c, m in (result.best_checkpoints or [])
+              if m.get(key) == m.get(key)]  # NaN never equals itself
     if ranked:
-        return Path(min(ranked, key=lambda r: (r[0], -r[1]))[2].path)
+        return Path(max(ranked, key=lambda r: (r[0], r[1]))[2].path)
     if result.checkpoint is None:
-        raise RuntimeError(f"SFT run produced no checkpoint (error: {result.error})")
+        raise RuntimeError(f"the run produced no checkpoint (error: {result.error})")
     return Path(result.checkpoint.path)
 
 
