@@ -50,7 +50,8 @@ def main() -> None:
     rl_model = run_rl(cfg)
     rl_seconds = json.loads((paths.rl_dir / "stage.json").read_text())["seconds"]
     rows, seconds = {}, {"rl_stage": rl_seconds, "bench_rl_call": round(time.time() - started, 1)}
-    for label, checkpoint, name in (("SFT", paths.sft_model, "sft-bench"), ("SFT + GRPO", rl_model, "rl-bench")):
+    start = Path(cfg.model) if cfg.model else paths.sft_model  # --set model=... starts from another SFT model
+    for label, checkpoint, name in (("SFT", start, "sft-bench"), ("SFT + GRPO", rl_model, "rl-bench")):
         ecfg = load_config(EvalConfig, args.eval_config, [f"run={args.run}", f"checkpoint={checkpoint}",
                                                           f"split={args.split}", f"name={name}", *args.eval_set])
         metrics = run_evaluate(ecfg)

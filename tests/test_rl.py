@@ -51,6 +51,20 @@ def test_group_advantages_are_standardised_per_group():
     assert adv[0, 0] > 0 > adv[0, 1] and adv[2, 0] > adv[2, 2] > adv[2, 1]
 
 
+def test_batch_and_no_scaling_keep_a_small_dense_reward_small():
+    # a group that found the item (reward 1) beside a group that missed, ranked by a dense reward 100x smaller
+    rewards = np.array([[1.0, 0.0, 0.0, 0.0], [0.004, 0.003, 0.002, 0.001]])
+    group = group_advantages(rewards, "group")
+    assert np.abs(group[1]).max() > 0.5 * np.abs(group[0]).max()    # per-group scaling: nearly as loud
+    none = group_advantages(rewards, "none")
+    assert np.allclose(none, rewards - rewards.mean(axis=1, keepdims=True))
+    batch = group_advantages(rewards, "batch")
+    assert np.allclose(batch, none / (rewards.std() + 1e-4))
+    assert np.abs(batch[1]).max() < 0.01 * np.abs(batch[0]).max()   # the missed group only nudges
+    with pytest.raises(ValueError, match="scale"):
+        group_advantages(rewards, "global")
+
+
 def test_grpo_loss_moves_probability_toward_positive_advantages():
     logits = torch.zeros(2, 1, 3, requires_grad=True)       # two rollouts of one token over 3 choices
     tokens = torch.tensor([[0], [1]])
@@ -155,7 +169,7 @@ def trained_users_ndcg(model_dir: Path, paths, n: int = 64, beams: int = 16) -> 
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_grpo_under_ray_train_makes_right_items_likelier(ray_start_2_cpus, tmp_path):
+def test_grpo_under_ray_train_makes_right_items_likelier_and_survives_a_killed_worker(ray_start_2_cpus, tmp_path):
     from ray_rec.rl.run import run_rl
     from ray_rec.train.run import run_sft
 
@@ -165,8 +179,14 @@ def test_grpo_under_ray_train_makes_right_items_likelier(ray_start_2_cpus, tmp_p
         f"run={paths.root}", "grpo.group_size=16", "grpo.reward=ranking", "grpo.beta=0.01", "grpo.eval_beams=8",
         "grpo.eval_k=5", "grpo.max_prompts=64", "train.backend=deepspeed", "train.global_batch_size=8",
         "train.micro_batch_size=2", "train.epochs=4", "train.max_steps=16", "train.eval_every=8", "train.lr=1e-3",
-        "train.warmup_steps=0", "train.log_every=4", "scaling.num_workers=2", "scaling.cpus_per_worker=1"])
+        "train.warmup_steps=0", "train.log_every=4", "scaling.num_workers=2", "scaling.cpus_per_worker=1",
+        "train.crash_at_step=10", "train.crash_rank=1", "scaling.max_failures=1"])
     out = run_rl(cfg)
+
+    # worker 1 died at step 10; the group restarted from the step-8 checkpoint and finished the run
+    assert (paths.rl_dir / "grpo" / "crash_marker").is_file(), "the injected fault never fired"
+    final = json.loads((paths.rl_dir / "grpo" / "checkpoint_000016" / "trainer_state.json").read_text())
+    assert final["resumed_at"] == [8] and [r["step"] for r in final["train"]] == list(range(1, 17))
 
     history = json.loads((paths.rl_dir / "history.json").read_text())
     assert [v["step"] for v in history["valid"]] == [0, 8, 16]

@@ -27,6 +27,9 @@ class GRPOSection:
                                                 "(ray_rec/rl/rewards.py)")
     cf_weight: float = option(0.0, help="weight of a collaborative-filtering reward, our SASRec's probability of the "
                                         "rolled-out item (needs <run>/baseline/sasrec/model; 0 = off)")
+    scale_rewards: Literal["group", "batch", "none"] = option(
+        "group", help="advantage scaling: group = divide by each group's reward std (GRPO), batch = by the micro-batch's "
+                      "(cf_weight then weighs cf against hits), none = centre only (ray_rec/rl/rewards.py)")
     beta: float = option(0.04, help="weight of the KL penalty to the reference (SFT) model; 0 = no reference model")
     max_prompts: int = option(0, help="train on the first N training samples only (0 = all)")
     eval_users: int = option(512, help="valid samples ranked at every evaluation (0 = all)")

@@ -33,6 +33,7 @@ from ray_rec.train.loop import (
     Backend,
     get_lr,
     log,
+    maybe_crash,
     rank_indices,
     report_checkpoint,
     steps_per_epoch,
@@ -101,7 +102,7 @@ def micro_step(backend: Backend, reference, tokenizer, trie, data: dict[str, Any
     targets = data["target_nodes"][part]
     cf = scorer([data["histories"][i] for i in part]) if scorer is not None else None
     rewards = rewards_of(cfg, roll.nodes, roll.items, roll.valid, targets, cf)
-    advantages = torch.as_tensor(group_advantages(rewards).reshape(-1), dtype=torch.float32, device=backend.device)
+    advantages = torch.as_tensor(group_advantages(rewards, cfg.grpo.scale_rewards).reshape(-1), dtype=torch.float32, device=backend.device)
     keep = torch.as_tensor(roll.valid.reshape(-1), device=backend.device)
     inputs = [t.to(backend.device) for t in (roll.input_ids, roll.attention_mask, roll.completions)]
     mask = sid_token_mask(inputs[2].reshape(-1, inputs[2].shape[-1]), eos) & keep[:, None]
@@ -126,7 +127,8 @@ def micro_step(backend: Backend, reference, tokenizer, trie, data: dict[str, Any
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point. ``loop_config``: cfg (RLConfig), data (ObjectRef of the prompts, targets and
-    codes built by :func:`ray_rec.rl.run.prepare_inputs`), model_dir, sasrec_dir ('' = no cf reward)."""
+    codes built by :func:`ray_rec.rl.run.prepare_inputs`), model_dir, sasrec_dir ('' = no cf reward),
+    crash_marker (path or '': train.crash_at_step's fault injection)."""
     import ray
     import ray.train
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
@@ -178,6 +180,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             log(f"[rl] step 0: {key} {before[key]:.4f} (the starting policy)")
     step, window = state["step"], []
     while step < total:
+        maybe_crash(cfg, step, rank, loop_config.get("crash_marker", ""))
         backend.set_lr(get_lr(step, total, cfg.train.lr, cfg.train.warmup_steps, cfg.train.min_lr_ratio))
         mine = rank_indices(step, n, cfg, rank)
         parts = [mine[s:s + cfg.train.micro_batch_size] for s in range(0, len(mine), cfg.train.micro_batch_size)]

@@ -15,8 +15,15 @@ rewards, all (B, G) float arrays:
   probability, :func:`cf_reward`), in [0, 1]: it rewards plausible near-misses that the rule reward
   scores 0.
 
-``total = ranking-or-rule + cf_weight * cf``. GRPO normalises each group: ``A = (r - mean) / (std + eps)``,
-so only differences within a group matter and a group whose beams all score the same teaches nothing.
+``total = ranking-or-rule + cf_weight * cf``. Advantages are centred per group, ``r - mean_group``, so only
+differences within a group matter and a group whose beams all score the same teaches nothing. They are
+then scaled (``scale``, the choice TRL's ``GRPOConfig.scale_rewards`` offers):
+
+* ``group``  divided by the group's std (GRPO as published): every group with any spread gets unit-size
+  advantages, so a small weight cannot keep a dense reward (``cf``) from steering the groups that missed;
+* ``batch``  divided by the std of all the rewards of the (micro-)batch: a group's pull is proportional
+  to its reward spread, so ``cf_weight`` sets how much ``cf`` counts against a hit;
+* ``none``   not divided (Dr. GRPO's choice).
 
     >>> rule_reward(np.array([[5, 7, 9]]), np.array([7])).tolist()
     [[0.0, 1.0, 0.0]]
@@ -52,8 +59,14 @@ def cf_reward(probabilities: np.ndarray, items: np.ndarray) -> np.ndarray:
     return np.where(items >= 0, picked, 0.0)
 
 
-def group_advantages(rewards: np.ndarray, eps: float = 1e-4) -> np.ndarray:
-    """(B, G) rewards -> (B, G) advantages ``(r - mean_group) / (std_group + eps)`` (population std)."""
-    mean = rewards.mean(axis=1, keepdims=True)
-    std = rewards.std(axis=1, keepdims=True)
-    return (rewards - mean) / (std + eps)
+def group_advantages(rewards: np.ndarray, scale: str = "group", eps: float = 1e-4) -> np.ndarray:
+    """(B, G) rewards -> (B, G) advantages ``(r - mean_group) / (std + eps)``, std the population std of
+    the group (``scale="group"``) or of all of ``rewards`` (``"batch"``); ``"none"``: ``r - mean_group``."""
+    centred = rewards - rewards.mean(axis=1, keepdims=True)
+    if scale == "none":
+        return centred
+    if scale == "group":
+        return centred / (rewards.std(axis=1, keepdims=True) + eps)
+    if scale == "batch":
+        return centred / (rewards.std() + eps)
+    raise ValueError(f"scale must be 'group', 'batch' or 'none', got {scale!r}")

@@ -85,10 +85,11 @@ def prepare_inputs(cfg: RLConfig, model_dir: Path) -> dict[str, Any]:
 def make_trainer(cfg: RLConfig, data_ref, model_dir: Path, sasrec_dir: str):
     """The TorchTrainer of this config (driver side; Ray must be initialised)."""
     from ray_rec.rl.loop import train_loop_per_worker
-    from ray_rec.train.run import torch_trainer
+    from ray_rec.train.run import crash_marker, torch_trainer
 
     return torch_trainer(train_loop_per_worker,
-                         {"cfg": cfg, "data": data_ref, "model_dir": str(model_dir), "sasrec_dir": sasrec_dir},
+                         {"cfg": cfg, "data": data_ref, "model_dir": str(model_dir), "sasrec_dir": sasrec_dir,
+                          "crash_marker": crash_marker(cfg, RunPaths(cfg.run).rl_dir)},
                          cfg.scaling, cfg.name, RunPaths(cfg.run).rl_dir, cfg.train.checkpoints_to_keep,
                          f"valid_ndcg@{cfg.grpo.eval_k}", "max")
 

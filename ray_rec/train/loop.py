@@ -380,8 +380,9 @@ def log(text: str) -> None:
     sys.stdout.flush()
 
 
-def maybe_crash(cfg: SFTConfig, step: int, rank: int, marker: str) -> None:
-    """Fault injection for tests: worker ``crash_rank`` dies at ``crash_at_step``, the first time only."""
+def maybe_crash(cfg, step: int, rank: int, marker: str) -> None:
+    """Fault injection for tests: worker ``crash_rank`` dies at ``crash_at_step``, the first time only.
+    ``cfg``: any stage config with a ``train`` section (SFT and RL share it)."""
     if step == cfg.train.crash_at_step and rank == cfg.train.crash_rank and marker and not os.path.exists(marker):
         Path(marker).parent.mkdir(parents=True, exist_ok=True)
         Path(marker).write_text(f"worker {rank} exited at step {step}\n")

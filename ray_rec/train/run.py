@@ -157,9 +157,10 @@ def plot_losses(state: dict[str, Any], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def crash_marker(cfg: SFTConfig) -> str:
-    """Marker file of train.crash_at_step (fault injection happens once per run name)."""
-    return str(RunPaths(cfg.run).sft_dir / cfg.name / "crash_marker") if cfg.train.crash_at_step >= 0 else ""
+def crash_marker(cfg, stage_dir: Path) -> str:
+    """Marker file of train.crash_at_step under ``stage_dir/<name>`` (fault injection happens once per run
+    name); '' when no fault is asked for. ``cfg``: any stage config with ``name`` and a ``train`` section."""
+    return str(stage_dir / cfg.name / "crash_marker") if cfg.train.crash_at_step >= 0 else ""
 
 
 def run_sft(cfg: SFTConfig) -> Path:
@@ -178,7 +179,7 @@ def run_sft(cfg: SFTConfig) -> Path:
     print(f"sft: {inputs['meta']['train_examples']} train examples ({inputs['meta']['train_tokens']} tokens), "
           f"{inputs['meta']['valid_examples']} valid; tasks {inputs['meta']['task_counts']}")
     ref = ray.put({k: inputs[k] for k in ("tokenizer", "train", "valid", "first_new_id")})
-    result = make_trainer(cfg, ref, crash_marker(cfg)).fit()
+    result = make_trainer(cfg, ref, crash_marker(cfg, paths.sft_dir)).fit()
     if result.error is not None:
         raise RuntimeError(f"SFT run {cfg.name} failed: {result.error}") from result.error
     best = best_checkpoint_dir(result)
