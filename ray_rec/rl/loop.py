@@ -102,7 +102,8 @@ def micro_step(backend: Backend, reference, tokenizer, trie, data: dict[str, Any
     targets = data["target_nodes"][part]
     cf = scorer([data["histories"][i] for i in part]) if scorer is not None else None
     rewards = rewards_of(cfg, roll.nodes, roll.items, roll.valid, targets, cf)
-    advantages = torch.as_tensor(group_advantages(rewards, cfg.grpo.scale_rewards).reshape(-1), dtype=torch.float32, device=backend.device)
+    advantages = torch.as_tensor(group_advantages(rewards, cfg.grpo.scale_rewards).reshape(-1), dtype=torch.float32,
+                                 device=backend.device)
     keep = torch.as_tensor(roll.valid.reshape(-1), device=backend.device)
     inputs = [t.to(backend.device) for t in (roll.input_ids, roll.attention_mask, roll.completions)]
     mask = sid_token_mask(inputs[2].reshape(-1, inputs[2].shape[-1]), eos) & keep[:, None]
