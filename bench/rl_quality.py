@@ -27,7 +27,7 @@ from ray_rec.eval.evaluate import run_evaluate  # noqa: E402
 from ray_rec.metrics import format_table  # noqa: E402
 from ray_rec.paths import RunPaths  # noqa: E402
 from ray_rec.rl.config import RLConfig  # noqa: E402
-from ray_rec.rl.run import run_rl  # noqa: E402
+from ray_rec.rl.run import model_dir_of, run_rl  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = [f"{m}@{k}" for k in (3, 5, 10) for m in ("hr", "ndcg")]
@@ -39,13 +39,12 @@ def paired(paths: RunPaths, split: str, before: str, after: str, k: int = 10) ->
     import numpy as np
     import pyarrow.parquet as pq
 
-    from ray_rec.metrics import ranks_from_lists
+    from ray_rec.metrics import ranks_from_lists, user_hr_ndcg
 
     def gains(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         table = pq.read_table(paths.eval_dir(name) / split / "predictions.parquet").sort_by("row")
         ranks = ranks_from_lists(table.column("items").to_pylist(), table.column("target").to_numpy())
-        hit = ranks < k
-        return table.column("row").to_numpy(), hit.astype(float), np.where(hit, 1 / np.log2(np.where(hit, ranks, 0) + 2), 0)
+        return (table.column("row").to_numpy(), *user_hr_ndcg(ranks, k))
 
     rows0, hit0, ndcg0 = gains(before)
     rows1, hit1, ndcg1 = gains(after)
@@ -76,8 +75,7 @@ def main() -> None:
     rl_model = run_rl(cfg)
     rl_seconds = json.loads((paths.rl_dir / "stage.json").read_text())["seconds"]
     rows, seconds = {}, {"rl_stage": rl_seconds, "bench_rl_call": round(time.time() - started, 1)}
-    start = Path(cfg.model) if cfg.model else paths.sft_model  # --set model=... starts from another SFT model
-    for label, checkpoint, name in (("SFT", start, "sft-bench"), ("SFT + GRPO", rl_model, "rl-bench")):
+    for label, checkpoint, name in (("SFT", model_dir_of(cfg), "sft-bench"), ("SFT + GRPO", rl_model, "rl-bench")):
         ecfg = load_config(EvalConfig, args.eval_config, [f"run={args.run}", f"checkpoint={checkpoint}",
                                                           f"split={args.split}", f"name={name}", *args.eval_set])
         metrics = run_evaluate(ecfg)

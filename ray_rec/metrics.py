@@ -57,17 +57,24 @@ def ranks_from_lists(predictions: np.ndarray | list, targets: np.ndarray) -> np.
     return first
 
 
-def hr_ndcg(ranks: np.ndarray, ks: Iterable[int] = DEFAULT_KS) -> dict[str, float]:
-    """HR@K and NDCG@K from 0-based ranks (inf = miss) -> {"hr@K": .., "ndcg@K": ..}."""
+def user_hr_ndcg(ranks: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user HR@K and NDCG@K from 0-based ranks (inf = miss) -> two (B,) float arrays: 1/0 hits and
+    ``1 / log2(rank + 2)`` inside the top K, else 0 (one relevant item per user, so IDCG = 1)."""
+    if k <= 0:
+        raise ValueError(f"K must be positive, got {k}")
     ranks = np.asarray(ranks, dtype=np.float64)
+    inside = ranks < k
+    return inside.astype(np.float64), np.where(inside, 1.0 / np.log2(np.where(inside, ranks, 0) + 2.0), 0.0)
+
+
+def hr_ndcg(ranks: np.ndarray, ks: Iterable[int] = DEFAULT_KS) -> dict[str, float]:
+    """HR@K and NDCG@K from 0-based ranks (inf = miss) -> {"hr@K": .., "ndcg@K": ..}: the means of
+    :func:`user_hr_ndcg` (0 for no users)."""
     out: dict[str, float] = {}
-    gains = np.where(np.isfinite(ranks), 1.0 / np.log2(np.where(np.isfinite(ranks), ranks, 0) + 2.0), 0.0)
     for k in ks:
-        if k <= 0:
-            raise ValueError(f"K must be positive, got {k}")
-        inside = ranks < k
-        out[f"hr@{k}"] = float(inside.mean()) if ranks.size else 0.0
-        out[f"ndcg@{k}"] = float(np.where(inside, gains, 0.0).mean()) if ranks.size else 0.0
+        hit, ndcg = user_hr_ndcg(ranks, k)
+        out[f"hr@{k}"] = float(hit.mean()) if hit.size else 0.0
+        out[f"ndcg@{k}"] = float(ndcg.mean()) if ndcg.size else 0.0
     return out
 
 
