@@ -173,20 +173,21 @@ def main() -> None:
     order = np.argsort([len(p) for p in prompts], kind="stable")  # as the evaluation batches them
     batches = [pad_prompts([prompts[i] for i in order[s:s + args.batch_size]], pad)
                for s in range(0, len(prompts), args.batch_size)]
-    variants = {
-        "trie": lambda n: TrieLogitsProcessor(trie, n),
-        "per_beam_dict": lambda n: PerBeamDictProcessor(table, n, eos),
-        "unconstrained": lambda n: None,
-        "minionerec": lambda n: PerBeamDictProcessor(table, n, eos),
+    trie_mask = lambda n: TrieLogitsProcessor(trie, n)  # noqa: E731
+    per_beam = lambda n: PerBeamDictProcessor(table, n, eos)  # noqa: E731
+    variants = {  # name: (processor for a prompt length, prompt encoded once per user and shared by its beams)
+        "trie": (trie_mask, True),
+        "per_beam_dict": (per_beam, True),
+        "unconstrained": (lambda n: None, True),
+        "minionerec": (per_beam, False),
     }
-    per_beam_prompts = {"minionerec"}  # variants whose generate() encodes the prompt once per beam
     max_new, k = trie.max_depth + 1, min(10, args.beams)
-    decode(model, batches[:1], args.beams, max_new, eos, pad, variants["trie"], trie, k)  # warm-up
+    decode(model, batches[:1], args.beams, max_new, eos, pad, trie_mask, trie, k)  # warm-up
     runs: dict[str, list[dict]] = {name: [] for name in variants}
     for _ in range(args.rounds):
-        for name, make in variants.items():
+        for name, (make, shared) in variants.items():
             runs[name].append(decode(model, batches, args.beams, max_new, eos, pad, make, trie, k,
-                                     shared_prefill=name not in per_beam_prompts))
+                                     shared_prefill=shared))
     med = {name: statistics.median(r["seconds"] for r in rs) for name, rs in runs.items()}
     proc = {name: statistics.median(r["processor_seconds"] for r in rs) for name, rs in runs.items()}
     results = {

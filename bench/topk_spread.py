@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import write_result  # noqa: E402
 from ray_rec.baseline.sasrec import SASRec  # noqa: E402
 from ray_rec.baseline.train import pad_left, read_samples  # noqa: E402
+from ray_rec.paths import RunPaths  # noqa: E402
 from ray_rec.sid.index_io import read_codes  # noqa: E402
 
 
@@ -71,21 +72,20 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--name", default="topk_spread")
     args = parser.parse_args()
-    run = Path(args.run)
+    paths = RunPaths(args.run)
 
-    item_ids, codes = read_codes(run / "sid" / args.sids / "codes.parquet")
+    item_ids, codes = read_codes(paths.codes(args.sids))
     codes_of = dict(zip(item_ids.tolist(), codes, strict=True))
-    predictions = pq.read_table(run / "eval" / args.eval / args.split / "predictions.parquet", columns=["target", "items"])
+    predictions = pq.read_table(paths.eval_dir(args.eval) / args.split / "predictions.parquet", columns=["target", "items"])
     gen_targets = predictions.column("target").to_numpy()
     gen_top = np.array([row[:args.k] for row in predictions.column("items").to_pylist()])
     if (gen_top < 0).any():
         raise SystemExit(f"some users have fewer than {args.k} predicted items; evaluate with top_k >= {args.k}")
-    sas_targets, sas_top = sasrec_topk(run / "baseline" / "sasrec" / "model",
-                                       run / "data" / f"samples_{args.split}.parquet", args.k)
+    sas_targets, sas_top = sasrec_topk(paths.sasrec_dir / "model", paths.samples(args.split), args.k)
     if not np.array_equal(np.sort(gen_targets), np.sort(sas_targets)):
         raise SystemExit("the predictions and the samples file disagree on the targets: different splits?")
 
-    results = {"run": str(run), "sids": args.sids, "eval": args.eval, "split": args.split, "k": args.k,
+    results = {"run": args.run, "sids": args.sids, "eval": args.eval, "split": args.split, "k": args.k,
                "users": len(gen_targets), "generative": spread(gen_targets, gen_top, codes_of),
                "sasrec": spread(sas_targets, sas_top, codes_of)}
     for model in ("generative", "sasrec"):
