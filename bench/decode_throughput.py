@@ -48,6 +48,7 @@ from ray_rec.eval.beam import (  # noqa: E402
     pad_prompts,
     rank_items,
     special_ids,
+    trie_beam_search,
 )
 from ray_rec.runtime import set_threads, setup_env  # noqa: E402
 from ray_rec.sid.tokens import parse_sid  # noqa: E402
@@ -128,14 +129,19 @@ def load_model(args, codes):
 
 def decode(model, batches, num_beams, max_new, eos, pad, make_processor, trie, k, shared_prefill=True) -> dict:
     """Beam search over every batch -> seconds, seconds inside the processor, generated length,
-    invalid generations and the ranked items."""
+    invalid generations and the ranked items. ``make_processor`` None: our trie search
+    (:func:`trie_beam_search`, no ``generate``); else ``generate`` with that processor."""
     invalid, items, in_processor, lengths = 0, [], 0.0, []
     with Timer() as t:
         for input_ids, mask in batches:
-            inner = make_processor(input_ids.shape[1])
-            proc = Timed(inner) if inner is not None else None
-            seqs, scores = generate_beams(model, input_ids, mask, num_beams, max_new, eos, pad, proc,
-                                          shared_prefill=shared_prefill)
+            if make_processor is None:
+                seqs, scores = trie_beam_search(model, input_ids, mask, trie, num_beams, pad)
+                proc = None
+            else:
+                inner = make_processor(input_ids.shape[1])
+                proc = Timed(inner) if inner is not None else None
+                seqs, scores = generate_beams(model, input_ids, mask, num_beams, max_new, eos, pad, proc,
+                                              shared_prefill=shared_prefill)
             result = rank_items(trie, seqs, scores, k)
             invalid += int(result.invalid.sum())
             items.append(result.items)
@@ -176,6 +182,7 @@ def main() -> None:
     trie_mask = lambda n: TrieLogitsProcessor(trie, n)  # noqa: E731
     per_beam = lambda n: PerBeamDictProcessor(table, n, eos)  # noqa: E731
     variants = {  # name: (processor for a prompt length, prompt encoded once per user and shared by its beams)
+        "trie_search": (None, True),
         "trie": (trie_mask, True),
         "per_beam_dict": (per_beam, True),
         "unconstrained": (lambda n: None, True),
@@ -199,6 +206,7 @@ def main() -> None:
         "processor_seconds_median": {name: round(s, 4) for name, s in proc.items()},
         "generated_steps": {name: rs[-1]["steps"] for name, rs in runs.items()},
         "invalid_generations": {name: rs[-1]["invalid"] for name, rs in runs.items()},
+        "search_equals_trie": bool(np.array_equal(runs["trie_search"][-1]["items"], runs["trie"][-1]["items"])),
         "trie_equals_per_beam_dict": bool(np.array_equal(runs["trie"][-1]["items"], runs["per_beam_dict"][-1]["items"])),
         "trie_equals_minionerec": bool(np.array_equal(runs["trie"][-1]["items"], runs["minionerec"][-1]["items"])),
         "prompt_tokens_mean": round(float(np.mean([len(p) for p in prompts])), 1),
@@ -206,6 +214,9 @@ def main() -> None:
         "per_beam_time_over_trie": round(med["per_beam_dict"] / med["trie"], 2),
         "per_beam_processor_over_trie_processor": round(proc["per_beam_dict"] / proc["trie"], 1),
         "minionerec_time_over_trie": round(med["minionerec"] / med["trie"], 2),
+        "search_time_over_unconstrained": round(med["trie_search"] / med["unconstrained"], 3),
+        "per_beam_time_over_search": round(med["per_beam_dict"] / med["trie_search"], 2),
+        "minionerec_time_over_search": round(med["minionerec"] / med["trie_search"], 2),
     }
     for name in variants:
         print(f"{name:>14}: {results['users_per_s'][name]:8.2f} users/s  (median of {args.rounds}: {med[name]:.2f} s, "
@@ -216,6 +227,10 @@ def main() -> None:
           f"{results['per_beam_processor_over_trie_processor']}x inside the processor (goal >= 5)")
     print(f"MiniOneRec's decode (prompt per beam + per-beam dict) / trie time: "
           f"{results['minionerec_time_over_trie']}x end to end")
+    print(f"our trie search / unconstrained time: {results['search_time_over_unconstrained']}x (goal <= 1.2); "
+          f"per-beam dict / trie search: {results['per_beam_time_over_search']}x; MiniOneRec's decode / trie "
+          f"search: {results['minionerec_time_over_search']}x end to end (goal >= 5)")
+    print(f"trie search ranks the same items as generate + trie mask: {results['search_equals_trie']}")
     print(f"trie ranks the same items as per-beam dict: {results['trie_equals_per_beam_dict']}, "
           f"as MiniOneRec's decode: {results['trie_equals_minionerec']}")
     write_result(args.name, results)

@@ -15,6 +15,8 @@ from ray_rec.eval.beam import (
     constrained_topk,
     generate_beams,
     pad_prompts,
+    rank_items,
+    trie_beam_search,
 )
 from ray_rec.eval.tiny_lm import tiny_lm
 from ray_rec.sid.tokens import render_sid
@@ -130,3 +132,19 @@ def test_batching_padding_and_shared_prefill_leave_results_unchanged():
                            TrieLogitsProcessor(trie, ids.shape[1]), shared_prefill=shared) for shared in (True, False)]
     assert torch.equal(runs[0][0], runs[1][0])
     torch.testing.assert_close(runs[0][1], runs[1][1], atol=1e-4, rtol=0)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n_items=st.integers(1, 40), num_beams=st.integers(2, 12), seed=st.integers(0, 2**16))
+def test_trie_search_ranks_as_generate_with_the_trie_mask(n_items, num_beams, seed):
+    # fixed-depth SIDs: the trie's own loop and generate() + TrieLogitsProcessor run the same search
+    rng = np.random.default_rng(seed)
+    trie = SIDTrie.from_tokenizer(rng.integers(0, 4, size=(n_items, 3)).tolist(), TOK)
+    ids, mask = pad_prompts([prompt_ids(rng, n) for n in (2, 1, 3)], TOK.pad_token_id)
+    ours = trie_beam_search(MODEL, ids, mask, trie, num_beams, TOK.pad_token_id)
+    hf = generate_beams(MODEL, ids, mask, num_beams, trie.max_depth + 1, TOK.eos_token_id, TOK.pad_token_id,
+                        TrieLogitsProcessor(trie, ids.shape[1]))
+    assert ours[0].shape == (3, num_beams, trie.max_depth + 1)
+    a, b = rank_items(trie, *ours, k=num_beams), rank_items(trie, *hf, k=num_beams)
+    assert np.array_equal(a.items, b.items) and a.invalid.tolist() == [0, 0, 0]
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)

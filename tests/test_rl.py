@@ -107,7 +107,7 @@ def test_rollouts_are_distinct_valid_items_scored_as_the_model_scores_them(tmp_p
     trie = SIDTrie.from_tokenizer(codes, tok, item_ids=item_ids)
     codes_of = dict(zip(item_ids.tolist(), codes, strict=True))
     prompts = [encode_prompt(tok, [codes_of[i] for i in h]) for h in ([1, 2], [3], [4, 5, 6])]
-    roll = rollout(model, prompts, trie, group=8, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id)
+    roll = rollout(model, prompts, trie, group=8, pad_id=tok.pad_token_id)
     assert roll.valid.all() and roll.items.shape == (3, 8)
     for row in range(3):
         assert len(set(roll.items[row].tolist())) == 8                  # distinct items

@@ -1,9 +1,17 @@
 """Constrained beam search: a causal LM generates SIDs that are always real items.
 
-:class:`TrieLogitsProcessor` plugs into Hugging Face ``generate`` (beam search, key/value cache,
-sampling explicitly off). It keeps no state between calls: at every step it re-derives each beam's
-trie node from the tokens generated so far (``input_ids[:, prompt_len:]``, at most ``L`` positions)
-and masks, for all beams at once, every token that does not continue a SID (:mod:`ray_rec.sid.trie`).
+Two decoders share one definition of the search and give the same ranking on fixed-depth SIDs:
+
+* :func:`trie_beam_search`, the one evaluation and GRPO rollouts use: a short beam-search loop that
+  walks the trie itself. It encodes each prompt once, scores only the (beam, token) pairs the trie
+  allows, and spends no forward pass on a token the trie forces, so a 3-level SID costs one prompt pass
+  and two beam-wide steps (``bench/decode_throughput.py``: 2-3x ``generate`` with the mask below);
+* :class:`TrieLogitsProcessor`, for Hugging Face ``generate`` (:func:`generate_beams`; beam search,
+  key/value cache, sampling explicitly off). It keeps no state between calls: at every step it
+  re-derives each beam's trie node from the tokens generated so far (``input_ids[:, prompt_len:]``, at
+  most ``L`` positions) and masks, for all beams at once, every token that does not continue a SID
+  (:mod:`ray_rec.sid.trie`). Use it to constrain any ``generate`` call, e.g. with sampling.
+
 A prefix with no continuation may only emit EOS, so no beam ever leaves the catalogue.
 
 Scores are the summed log-probabilities of the SID tokens (``length_penalty=0``; the mask is applied
@@ -12,7 +20,9 @@ only where the SID could also go on (a SID that prefixes another); after a SID t
 EOS is the only way out and is given log-probability 0, so an item's score does not depend on whether
 the model learnt to stop there (the whole-sequence task ``sid_seq`` rarely shows it EOS). The search
 stops only when no running beam can beat the finished ones (``early_stopping="never"``), which keeps
-the ranking right when SIDs have different lengths.
+the ranking right when SIDs have different lengths. (With SIDs of different lengths ``generate``
+can still drop a short SID that ends while its slot is contested; :func:`trie_beam_search` keeps every
+finished SID in the running for the final top ``num_beams``.)
 
 Colliding SIDs: a SID shared by several items yields all of them, consecutively at that SID's rank and
 with its score, lowest item id first (the model cannot tell them apart; the order is fixed and does not
@@ -128,6 +138,93 @@ def generate_beams(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     return new, out.sequences_scores.reshape(batch, num_beams)
 
 
+def top_per_group(groups: torch.Tensor, scores: torch.Tensor, k: int, n_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` best entries of every group: groups (M,) int64 in 0..n_groups-1, scores (M,) ->
+    (indices into the M entries, each one's rank inside its group), grouped in order, best first."""
+    order = torch.argsort(scores, descending=True, stable=True)
+    order = order[torch.argsort(groups[order], stable=True)]
+    counts = torch.bincount(groups[order], minlength=n_groups)
+    rank = torch.arange(len(order), device=scores.device) - (counts.cumsum(0) - counts)[groups[order]]
+    keep = rank < k
+    return order[keep], rank[keep]
+
+
+@torch.no_grad()
+def trie_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: SIDTrie,
+                     num_beams: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Beam search that walks the trie itself instead of masking ``generate``'s vocabulary.
+
+    Same inputs and outputs as :func:`generate_beams` with a :class:`TrieLogitsProcessor`, and the same
+    search: per user, the ``num_beams`` best unfinished prefixes go on at every depth, a beam ends when
+    its SID is complete (free when nothing continues it, at log P(EOS) when another SID extends it),
+    and the ``num_beams`` best finished SIDs are returned. What it skips is work ``generate`` cannot
+    know to skip: each prompt is encoded once, whole, and its logits give the first code directly
+    (``generate`` feeds the last prompt token again once per beam), and no forward pass is spent on the
+    EOS after the longest SIDs. A 3-level tree costs one prompt pass and 2 beam-wide steps instead of 4.
+    Only allowed (beam, token) pairs are scored, so no (beams, vocabulary) mask is built.
+
+    input_ids, attention_mask: (B, T) left-padded -> sequences (B, num_beams, trie.max_depth + 1): the
+    SID tokens, EOS, then ``pad_id``; scores (B, num_beams) best first (filler beams: -1e9, EOS first)."""
+    device = next(model.parameters()).device
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    trie = trie.to(device)
+    batch, width = input_ids.shape[0], trie.max_depth + 1
+    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
+                logits_to_keep=1)
+    cache, logits = out.past_key_values, out.logits[:, -1]
+    # running beams, one row each: the root of every user to start with
+    user = torch.arange(batch, device=device)
+    nodes, scores = trie.root(batch), torch.zeros(batch, device=device)
+    prefix = torch.empty((batch, 0), dtype=torch.int64, device=device)
+    next_position, mask = positions[:, -1] + 1, attention_mask
+    done: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (user, score, sequence) per depth
+    for _ in range(trie.max_depth):  # one step per SID level: a loop over depths, not beams
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        rows, tokens = trie.allowed_pairs(nodes)
+        cand = scores[rows] + logp[rows, tokens]
+        child = trie.step(nodes[rows], tokens)
+        leaf = trie.is_leaf(child)  # EOS leads to the dead node, which is a leaf too
+        seq = torch.cat([prefix[rows], tokens[:, None]], dim=1)
+        # finished: a whole SID (its EOS already in ``seq`` when it was chosen explicitly)
+        fin, _ = top_per_group(user[rows][leaf], cand[leaf], num_beams, batch)
+        done.append((user[rows][leaf][fin], cand[leaf][fin], seq[leaf][fin]))
+        go = torch.nonzero(~leaf, as_tuple=True)[0]
+        if len(go) == 0:
+            break
+        keep, _ = top_per_group(user[rows[go]], cand[go], num_beams, batch)
+        src = rows[go[keep]]
+        cache.reorder_cache(src)
+        user, nodes, scores, prefix = user[src], child[go[keep]], cand[go[keep]], seq[go[keep]]
+        mask = torch.cat([mask[src], torch.ones((len(src), 1), dtype=mask.dtype, device=device)], dim=1)
+        next_position = next_position[src]
+        out = model(input_ids=prefix[:, -1:], attention_mask=mask, position_ids=next_position[:, None],
+                    past_key_values=cache, use_cache=True)
+        cache, logits, next_position = out.past_key_values, out.logits[:, -1], next_position + 1
+    return _dense_beams(done, batch, num_beams, width, trie.eos_id, pad_id)
+
+
+def _dense_beams(done, batch: int, num_beams: int, width: int, eos_id: int, pad_id: int):
+    """Finished (user, score, tokens) of every depth -> the ``num_beams`` best per user as (B, beams,
+    width) sequences (EOS after each SID, then padding) and (B, beams) scores."""
+    users = torch.cat([u for u, _, _ in done])
+    scores = torch.cat([s for _, s, _ in done])
+    seqs = torch.full((len(users), width), pad_id, dtype=torch.int64, device=users.device)
+    row = 0
+    for u, _, s in done:
+        ended = s[:, -1] == eos_id  # an explicit EOS is already part of the sequence
+        seqs[row:row + len(u), :s.shape[1]] = s
+        seqs[row:row + len(u), s.shape[1]] = torch.where(ended, pad_id, eos_id)  # s is never full width
+        row += len(u)
+    best, rank = top_per_group(users, scores, num_beams, batch)
+    out_seqs = torch.full((batch, num_beams, width), pad_id, dtype=torch.int64, device=users.device)
+    out_seqs[:, :, 0] = eos_id
+    out_scores = torch.full((batch, num_beams), -1e9, device=users.device)
+    out_seqs[users[best], rank] = seqs[best]
+    out_scores[users[best], rank] = scores[best]
+    return out_seqs, out_scores
+
+
 def rank_items(trie: SIDTrie, sequences: torch.Tensor, scores: torch.Tensor, k: int) -> BeamResult:
     """Map beams to items and keep the best ``k`` distinct items per user.
 
@@ -184,8 +281,7 @@ def constrained_beam_search(model, tokenizer, prompts: Sequence[str] | Sequence[
     parts = []
     for start in range(0, len(ids), batch_size):
         input_ids, mask = pad_prompts(ids[start:start + batch_size], pad)
-        seqs, scores = generate_beams(model, input_ids, mask, num_beams, trie.max_depth + 1, eos, pad,
-                                      TrieLogitsProcessor(trie, input_ids.shape[1]))
+        seqs, scores = trie_beam_search(model, input_ids, mask, trie, num_beams, pad)
         parts.append(rank_items(trie, seqs, scores, k))
     return BeamResult(items=np.concatenate([p.items for p in parts]),
                       scores=np.concatenate([p.scores for p in parts]),

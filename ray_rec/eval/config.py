@@ -28,7 +28,7 @@ class EvalConfig:
     num_beams: int = option(50, help="beam width of the constrained beam search (MiniOneRec uses 50)")
     top_k: int = option(50, help="items kept per user (at most num_beams); the largest K of the metrics")
     ks: list[int] = option(ALL_KS, help="cut-offs K of HR@K and NDCG@K")
-    batch_size: int = option(16, help="users per generate() call and per Ray Data batch")
+    batch_size: int = option(16, help="users per beam-search call and per Ray Data batch")
     num_actors: int = option(2, help="Ray actors, each loading the checkpoint once")
     device: Literal["cpu", "cuda"] = option("cpu", help="cpu, or cuda for one GPU per actor")
     cpus_per_actor: float = option(1.0, help="CPUs Ray reserves per actor")

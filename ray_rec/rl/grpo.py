@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ray_rec.eval.beam import FILLER_SCORE, TrieLogitsProcessor, generate_beams, pad_prompts
+from ray_rec.eval.beam import FILLER_SCORE, pad_prompts, trie_beam_search
 from ray_rec.sid.trie import SIDTrie
 
 
@@ -44,14 +44,13 @@ class Rollouts:
 
 
 @torch.no_grad()
-def rollout(model, prompts: Sequence[Sequence[int]], trie: SIDTrie, group: int, eos_id: int,
-            pad_id: int, node_items: np.ndarray | None = None) -> Rollouts:
+def rollout(model, prompts: Sequence[Sequence[int]], trie: SIDTrie, group: int, pad_id: int,
+            node_items: np.ndarray | None = None) -> Rollouts:
     """The ``group`` best SIDs per prompt by constrained beam search (``model`` is left in eval mode).
     ``node_items``: :func:`first_items` of ``trie``, when the caller keeps it across calls."""
     model.eval()
     input_ids, mask = pad_prompts(prompts, pad_id)
-    seqs, scores = generate_beams(model, input_ids, mask, group, trie.max_depth + 1, eos_id, pad_id,
-                                  TrieLogitsProcessor(trie, input_ids.shape[1]))
+    seqs, scores = trie_beam_search(model, input_ids, mask, trie, group, pad_id)
     batch, beams, width = seqs.shape
     nodes = trie.end_nodes(seqs.reshape(-1, width).to(trie.device)).reshape(batch, beams).cpu()
     valid = (nodes != trie.dead) & (scores.cpu() > FILLER_SCORE)

@@ -97,7 +97,7 @@ def micro_step(backend: Backend, reference, tokenizer, trie, data: dict[str, Any
     """Roll out, reward and back-propagate one micro-batch of users ``part`` (indices into the train
     prompts); returns its reward and KL statistics."""
     eos, pad = int(tokenizer.eos_token_id), int(tokenizer.pad_token_id)
-    roll = rollout(backend.module, [data["prompts"][i] for i in part], trie, cfg.grpo.group_size, eos, pad,
+    roll = rollout(backend.module, [data["prompts"][i] for i in part], trie, cfg.grpo.group_size, pad,
                    data["node_items"])
     targets = data["target_nodes"][part]
     cf = scorer([data["histories"][i] for i in part]) if scorer is not None else None
