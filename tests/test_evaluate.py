@@ -108,3 +108,23 @@ def test_a_retrained_checkpoint_makes_a_finished_evaluation_stale(tmp_path):
     later = (out / "stage.json").stat().st_mtime + 10
     os.utime(model / "model.safetensors", (later, later))  # the SFT stage wrote new weights
     assert not newer_than_inputs(out, [model])
+
+
+def test_max_history_cuts_prompts_to_the_newest_items(tmp_path):
+    from ray_rec.eval.evaluate import BeamSearchActor
+
+    paths = make_run(tmp_path / "run", n_users=8)
+    samples = pa.parquet.read_table(paths.samples("test"))
+    batch = samples.append_column("row", pa.array(np.arange(samples.num_rows)))
+    newest = batch.set_column(batch.schema.get_field_index("history"), "history",
+                              pa.array([h[-1:] for h in batch.column("history").to_pylist()], pa.list_(pa.int64())))
+    kwargs = dict(checkpoint=str(paths.sft_model), codes_path=str(paths.codes("rqkmeans")), num_beams=6, top_k=6,
+                  device="cpu", threads=1)
+    whole = BeamSearchActor(**kwargs)  # the checkpoint records no cut: whole histories
+    cut = BeamSearchActor(**kwargs, max_history=1)
+    assert cut(batch).equals(whole(newest))
+    longer = [len(h) > 1 for h in batch.column("history").to_pylist()]
+    assert any(longer)
+    differs = [a != b for a, b in zip(whole(batch).column("scores").to_pylist(), cut(batch).column("scores").to_pylist(),
+                                      strict=True)]
+    assert differs == longer

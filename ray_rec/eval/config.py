@@ -34,6 +34,8 @@ class EvalConfig:
     cpus_per_actor: float = option(1.0, help="CPUs Ray reserves per actor")
     threads_per_actor: int = option(1, help="torch threads per actor (1 avoids thrashing on small machines)")
     max_users: int = option(0, help="score only the first N samples (0 = all); for smoke runs")
+    max_history: int = option(-1, help="newest history items put in a prompt: -1 = as the SFT run recorded "
+                                       "(its ray_rec_sft.json), 0 = whole histories")
 
     def __post_init__(self) -> None:
         if self.num_beams < 1:
@@ -49,5 +51,7 @@ class EvalConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.cpus_per_actor <= 0:
             raise ConfigError(f"cpus_per_actor must be positive, got {self.cpus_per_actor}")
+        if self.max_history < -1:
+            raise ConfigError(f"max_history must be -1 (as trained), 0 (whole) or positive, got {self.max_history}")
         if self.max_users < 0:
             raise ConfigError(f"max_users must be >= 0 (0 = all), got {self.max_users}")

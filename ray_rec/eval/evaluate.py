@@ -82,7 +82,8 @@ def fixed_batches(samples: pa.Table, batch_size: int) -> list[pa.Table]:
 class BeamSearchActor:
     """Ray Data callable class: loads the checkpoint and the trie once, scores one batch per call."""
 
-    def __init__(self, checkpoint: str, codes_path: str, num_beams: int, top_k: int, device: str, threads: int):
+    def __init__(self, checkpoint: str, codes_path: str, num_beams: int, top_k: int, device: str, threads: int,
+                 max_history: int = -1):
         from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
         from ray_rec.runtime import set_threads, setup_env
@@ -96,9 +97,11 @@ class BeamSearchActor:
         self.codes_of = dict(zip(item_ids.tolist(), codes, strict=True))
         self.trie = SIDTrie.from_tokenizer(codes, self.tokenizer, item_ids=item_ids).to(device)
         self.num_beams, self.top_k = num_beams, top_k
-        # Cut histories as training did (the SFT stage records it); 0 = keep them whole.
+        # Cut histories as training did (the SFT stage records it) unless told otherwise; 0 = keep them whole.
         meta = Path(checkpoint) / "ray_rec_sft.json"
-        self.max_history = int(json.loads(meta.read_text()).get("max_history", 0)) if meta.is_file() else 0
+        if max_history < 0:
+            max_history = int(json.loads(meta.read_text()).get("max_history", 0)) if meta.is_file() else 0
+        self.max_history = max_history
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from ray_rec.eval.beam import constrained_beam_search
@@ -132,7 +135,8 @@ def predict(cfg: EvalConfig, samples: pa.Table, checkpoint: Path, codes_path: Pa
     ds = ray.data.from_arrow(blocks).map_batches(
         BeamSearchActor,
         fn_constructor_kwargs=dict(checkpoint=str(checkpoint), codes_path=str(codes_path), num_beams=cfg.num_beams,
-                                   top_k=cfg.top_k, device=cfg.device, threads=cfg.threads_per_actor),
+                                   top_k=cfg.top_k, device=cfg.device, threads=cfg.threads_per_actor,
+                                   max_history=cfg.max_history),
         batch_size=cfg.batch_size, batch_format="pyarrow", udf_modifying_row_count=False,
         compute=ray.data.ActorPoolStrategy(size=cfg.num_actors),
         num_cpus=cfg.cpus_per_actor, num_gpus=1 if cfg.device == "cuda" else 0,
