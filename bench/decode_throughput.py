@@ -1,19 +1,22 @@
-"""Decoding throughput: our batched trie mask vs a per-beam prefix dictionary vs no constraint.
+"""Decoding throughput: our trie beam search vs a per-beam prefix dictionary vs no constraint.
 
-One run, one model, the same users and beams for the three variants, measured side by side in
-alternating rounds (so machine load hits them alike):
+One run, one model, the same users and beams for every variant, measured side by side in alternating
+rounds (so machine load hits them alike):
 
-* ``trie``         -- ray_rec.eval.beam.TrieLogitsProcessor: every beam's trie node re-derived from
-                      the generated tokens and masked with a few tensor ops for all beams at once;
+* ``trie_search``  -- ray_rec.eval.beam.trie_beam_search, the decoder evaluation and GRPO use: a beam
+                      search that walks the trie itself (prompt encoded once, its logits give the first
+                      code; no forward pass for the EOS the trie forces);
+* ``trie``         -- ray_rec.eval.beam.TrieLogitsProcessor inside ``generate``: every beam's trie node
+                      re-derived from the generated tokens and masked with a few tensor ops at once;
 * ``per_beam_dict``-- MiniOneRec's approach, written here from its description: a dict from the tuple
                       of generated tokens to the allowed next ids, looked up in a Python loop per beam;
-* ``unconstrained``-- plain beam search (no processor), the floor;
+* ``unconstrained``-- plain ``generate`` beam search (no processor);
 * ``minionerec``   -- the per-beam dictionary as MiniOneRec's decode runs it: ``generate`` encodes the
                       prompt once per beam (no shared prefill), so the whole approach is compared too.
 
-The first three share one decoder (prompt encoded once per user, then repeated for its beams), so
-their difference is the processor alone; ``minionerec`` differs from ``per_beam_dict`` only by
-running the prompt through the model for every beam.
+``trie``, ``per_beam_dict`` and ``unconstrained`` share one ``generate`` decoder (prompt encoded once
+per user, then repeated for its beams), so their difference is the processor alone; ``minionerec``
+differs from ``per_beam_dict`` only by running the prompt through the model for every beam.
 
 Catalogue and users are real: MiniOneRec's SIDs of Amazon Industrial (3,686 items, 3 x 256 codes) and
 the histories of its test rows. The model is the SFT stage's default architecture (random Qwen2, BPE
@@ -23,7 +26,7 @@ logits processor is measured on its own (the part of the work the variants do di
 
 Run:  .venv/bin/python bench/decode_throughput.py [--users 64] [--beams 50] [--batch-size 16] [--rounds 3]
           [--threads 1] [--name decode_throughput]
-Goal: trie within 1.2x the time of unconstrained, and >= 5x faster than the per-beam approach.
+Goal: our constrained search within 1.2x the time of unconstrained, and >= 5x faster than the per-beam approach.
 """
 
 from __future__ import annotations
