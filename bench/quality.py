@@ -161,7 +161,28 @@ def write_sasrec_codes(paths: Any, args: argparse.Namespace, name: str = "sasrec
     return cfg.out_name
 
 
-SID_LABELS = {"shipped": "shipped SIDs", "sasrec": "SASRec-embedding SIDs"}
+def write_item_level_codes(paths: Any, method: str) -> str:
+    """``method``'s SIDs without their de-duplication level, plus one level more: the item's own index.
+    Every item then has a token of its own (as it has an embedding of its own in SASRec) and no two SIDs
+    collide; returns the new method's name, ``<method>_item``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ray_rec.data.schema import CODES
+    from ray_rec.io import write_parquet
+
+    table = pq.read_table(paths.codes(method))
+    codes = table.column("codes").to_pylist()
+    levels = min(len(c) for c in codes)  # the quantized levels; longer rows carry a de-duplication code
+    item_ids = table.column("item_id").to_numpy()
+    index = np.argsort(np.argsort(item_ids))  # 0..N-1 in item id order
+    rows = [c[:levels] + [int(i)] for c, i in zip(codes, index, strict=True)]
+    write_parquet(pa.table({"item_id": item_ids, "codes": rows}, schema=CODES), paths.codes(f"{method}_item"), CODES)
+    return f"{method}_item"
+
+
+SID_LABELS = {"shipped": "shipped SIDs", "sasrec": "SASRec-embedding SIDs",
+              "sasrec_item": "SASRec-embedding SIDs + an item level"}
 
 
 def generative_row(paths: Any, dataset: str, protocol: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -177,6 +198,8 @@ def generative_row(paths: Any, dataset: str, protocol: str, seed: int, args: arg
     from ray_rec.train.run import run_sft
 
     method = write_shipped_codes(paths, dataset) if args.sids == "shipped" else write_sasrec_codes(paths, args)
+    if args.sids == "sasrec_item":
+        method = write_item_level_codes(paths, method)
     # the committed configs, then this run's folder and SIDs, then the command line's --sft-set
     sft_cfg = load_config(SFTConfig, args.sft_config, [
         f"run={paths.root}", f"sid_method={method}", f"name=sft-seed{seed}",
@@ -315,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="SFTConfig override of the generative row, e.g. train.epochs=10")
     parser.add_argument("--sids", default="shipped", choices=sorted(SID_LABELS),
                         help="the generative row's SIDs: shipped beside the data, or sasrec (our SASRec's item "
-                             "embeddings quantized by the SID stage; needs the sasrec row in the same run folder)")
+                             "embeddings quantized by the SID stage; needs the sasrec row in the same run folder), "
+                             "or sasrec_item (those SIDs plus a last level holding the item's own token)")
     parser.add_argument("--sid-set", action="append", default=[], metavar="KEY=VALUE",
                         help="SIDConfig override for --sids sasrec, e.g. codebook_size=32")
     parser.add_argument("--sft-config", default=str(ROOT / "jobs/configs/sft_cpu.yaml"), help="SFT YAML of the generative row")
