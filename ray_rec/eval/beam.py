@@ -181,21 +181,23 @@ def trie_beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     done: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (user, score, sequence) per depth
     for _ in range(trie.max_depth):  # one step per SID level: a loop over depths, not beams
         logp = torch.log_softmax(logits.float(), dim=-1)
-        rows, tokens = trie.allowed_pairs(nodes)
-        cand = scores[rows] + logp[rows, tokens]
+        rows, tokens = trie.allowed_pairs(nodes)  # one candidate per allowed (beam, token) pair
+        owner, cand = user[rows], scores[rows] + logp[rows, tokens]
         child = trie.step(nodes[rows], tokens)
         leaf = trie.is_leaf(child)  # EOS leads to the dead node, which is a leaf too
         seq = torch.cat([prefix[rows], tokens[:, None]], dim=1)
         # finished: a whole SID (its EOS already in ``seq`` when it was chosen explicitly)
-        fin, _ = top_per_group(user[rows][leaf], cand[leaf], num_beams, batch)
-        done.append((user[rows][leaf][fin], cand[leaf][fin], seq[leaf][fin]))
+        ends = torch.nonzero(leaf, as_tuple=True)[0]
+        ends = ends[top_per_group(owner[ends], cand[ends], num_beams, batch)[0]]
+        done.append((owner[ends], cand[ends], seq[ends]))
+        # running: the best unfinished prefixes go on
         go = torch.nonzero(~leaf, as_tuple=True)[0]
         if len(go) == 0:
             break
-        keep, _ = top_per_group(user[rows[go]], cand[go], num_beams, batch)
-        src = rows[go[keep]]
+        go = go[top_per_group(owner[go], cand[go], num_beams, batch)[0]]
+        src = rows[go]
         cache.reorder_cache(src)
-        user, nodes, scores, prefix = user[src], child[go[keep]], cand[go[keep]], seq[go[keep]]
+        user, nodes, scores, prefix = owner[go], child[go], cand[go], seq[go]
         mask = torch.cat([mask[src], torch.ones((len(src), 1), dtype=mask.dtype, device=device)], dim=1)
         next_position = next_position[src]
         out = model(input_ids=prefix[:, -1:], attention_mask=mask, position_ids=next_position[:, None],
