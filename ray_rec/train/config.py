@@ -95,6 +95,24 @@ class TasksSection:
 
 
 @dataclass(frozen=True)
+class DistillSection:
+    """Knowledge distillation from our SASRec (ray_rec/train/distill.py): at every SID token of a main-task
+    target the loss mixes the true code with SASRec's distribution over that level's codes, given the
+    target's true codes before it."""
+
+    weight: float = option(0.0, help="share of the teacher's soft targets in the loss at SID tokens "
+                                     "(0 = off, 1 = the teacher alone)")
+    temperature: float = option(1.0, help="softmax temperature of the teacher's item scores (> 1 = softer)")
+    teacher: str = option("", help="SASRec model folder; empty = <run>/baseline/sasrec/model")
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.weight <= 1.0:
+            raise ConfigError(f"distill.weight must lie in [0, 1], got {self.weight}")
+        if self.temperature <= 0:
+            raise ConfigError(f"distill.temperature must be > 0, got {self.temperature}")
+
+
+@dataclass(frozen=True)
 class TrainSection:
     """Optimisation, evaluation and checkpoints."""
 
@@ -187,6 +205,7 @@ class SFTConfig(RayTrainStage):
                                                         "SIDs (default: where `ray-rec sid build` writes by default)")
     model: ModelSection = option(ModelSection(), help="the causal LM and tokenizer")
     tasks: TasksSection = option(TasksSection(), help="the SFT task mix")
+    distill: DistillSection = option(DistillSection(), help="soft targets from our SASRec (off by default)")
     train: TrainSection = option(TrainSection(), help="optimisation, evaluation and checkpoints")
     scaling: ScalingSection = option(ScalingSection(), help="Ray Train workers")
 

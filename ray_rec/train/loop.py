@@ -109,12 +109,16 @@ def micro_batches(indices: np.ndarray, micro: int, lengths: np.ndarray | None = 
     return [indices[s:s + micro] for s in range(0, len(indices), micro)]
 
 
-def collate(examples: Examples, indices, pad_id: int) -> dict[str, torch.Tensor]:
+def collate(examples: Examples, indices, pad_id: int, soft_weight: float = 0.0) -> dict[str, torch.Tensor]:
     """Left-pad examples: input_ids, attention_mask, position_ids, labels, each (B, T_max) int64.
 
     Left padding lines up the ends of the examples, where the responses are: the main task's responses
     (a SID and EOS) then occupy the same few last columns of every row, and :func:`response_loss`
-    runs the output head on those columns only. Positions count real tokens from 0, as at generation."""
+    runs the output head on those columns only. Positions count real tokens from 0, as at generation.
+
+    With ``soft_weight`` > 0 and teacher targets in ``examples`` (:mod:`ray_rec.train.distill`) it adds,
+    aligned with the labels: soft_q (B, T, size) = weight x the teacher's code distribution, soft_tokens
+    (B, T, size) their token ids, and hard_weight (B, T) = 1 - weight where a soft target is, else 1."""
     rows = [examples.get(int(i)) for i in indices]
     width = max(len(ids) for ids, _ in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.int64)
@@ -124,7 +128,19 @@ def collate(examples: Examples, indices, pad_id: int) -> dict[str, torch.Tensor]
         start = width - len(x)
         ids[r, start:], labels[r, start:], mask[r, start:] = torch.tensor(x), torch.tensor(y), 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    return {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "labels": labels}
+    batch = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "labels": labels}
+    if soft_weight > 0 and examples.soft is not None:
+        at = torch.full((len(rows), width), -1, dtype=torch.int64)
+        for r, i in enumerate(indices):
+            s, e = examples.offsets[int(i)], examples.offsets[int(i) + 1]
+            at[r, width - (e - s):] = torch.from_numpy(examples.soft_at[s:e].astype(np.int64))
+        has = at >= 0
+        row = at.clamp(min=0)
+        batch["soft_q"] = torch.from_numpy(examples.soft)[row] * (soft_weight * has[..., None])
+        level = torch.from_numpy(examples.soft_level.astype(np.int64))[row]
+        batch["soft_tokens"] = torch.from_numpy(examples.level_tokens)[level]
+        batch["hard_weight"] = torch.where(has, 1.0 - soft_weight, 1.0)
+    return batch
 
 
 def response_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,7 +149,9 @@ def response_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, 
     The output head (hidden x vocabulary, the largest matrix of a small model) runs only on the
     columns that predict some row's label, through Hugging Face's ``logits_to_keep``; with left-padded
     main-task batches that is the last few columns instead of all of them (about 2x faster per step on
-    a CPU for ~50-token prompts). ``model`` may be the HF model, its DDP wrapper or a DeepSpeed engine."""
+    a CPU for ~50-token prompts). ``model`` may be the HF model, its DDP wrapper or a DeepSpeed engine.
+    A batch with teacher targets (:func:`collate`) mixes them in: per token
+    hard_weight x CE(label) + CE(soft_q), both over the whole vocabulary."""
     labels = batch["labels"]
     wanted = (labels[:, 1:] != IGNORE).any(dim=0)           # column t predicts token t + 1
     keep = torch.nonzero(wanted).flatten()
@@ -142,9 +160,15 @@ def response_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, 
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                    position_ids=batch["position_ids"], logits_to_keep=keep).logits
     targets = labels[:, keep + 1]
-    loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                             ignore_index=IGNORE, reduction="sum")
-    return loss, (targets != IGNORE).sum()
+    count = (targets != IGNORE).sum()
+    if "soft_q" not in batch:
+        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                                 ignore_index=IGNORE, reduction="sum")
+        return loss, count
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    hard = -logp.gather(-1, targets.clamp(min=0)[..., None]).squeeze(-1) * batch["hard_weight"][:, keep + 1]
+    soft = -(batch["soft_q"][:, keep + 1] * logp.gather(-1, batch["soft_tokens"][:, keep + 1])).sum(-1)
+    return ((hard + soft) * (targets != IGNORE)).sum(), count
 
 
 def param_groups(model, weight_decay: float) -> list[dict[str, Any]]:
@@ -294,7 +318,7 @@ def train_step(backend: Backend, examples: Examples, indices: np.ndarray, cfg: S
     parts = micro_batches(indices, cfg.train.micro_batch_size, lengths if cfg.train.sort_micro_batches else None)
     losses, tokens, positions = [], 0, 0
     for m, part in enumerate(parts):
-        batch = collate(examples, part, pad_id)
+        batch = collate(examples, part, pad_id, cfg.distill.weight)
         tokens += int(batch["attention_mask"].sum())
         positions += batch["input_ids"].numel()
         losses.append(backend.forward_backward(batch, last=m == len(parts) - 1))

@@ -65,7 +65,13 @@ def prepare_inputs(cfg: SFTConfig) -> dict[str, Any]:
         tokenizer = build_tokenizer(cfg.model, artifacts.read_items(paths.items, columns=["item_id", "title"]), sizes)
         with atomic_dir(tok_dir) as tmp:
             tokenizer.save_pretrained(tmp)
-    train, counts = tasks.build_examples(tokenizer, cfg.tasks, train_s, codes, titles, seed=cfg.train.seed)
+    teacher = None
+    if cfg.distill.weight > 0:
+        from ray_rec.train.distill import Teacher
+
+        teacher = Teacher(cfg.distill.teacher or paths.sasrec_dir / "model", codes, cfg.distill.temperature)
+    train, counts = tasks.build_examples(tokenizer, cfg.tasks, train_s, codes, titles, seed=cfg.train.seed,
+                                         teacher=teacher)
     valid = tasks.valid_examples(tokenizer, valid_s, codes, cfg.tasks, cfg.train.valid_max_samples, cfg.train.seed)
     if len(train) < cfg.train.global_batch_size:
         raise InputError(f"only {len(train)} training examples for a global batch of {cfg.train.global_batch_size}; "

@@ -54,6 +54,13 @@ class Examples:
     labels: np.ndarray   # (total_tokens,) int32, IGNORE outside responses
     offsets: np.ndarray  # (n + 1,) int64
     task: np.ndarray     # (n,) int8 index into TASKS
+    # teacher soft targets (ray_rec.train.distill), or None: a labelled SID token at flat position t
+    # has the distribution soft[soft_at[t]] over the codes of its level, whose token ids are
+    # level_tokens[soft_level[soft_at[t]]]; soft_at is -1 elsewhere
+    soft: np.ndarray | None = None          # (n_soft, size) float32
+    soft_level: np.ndarray | None = None    # (n_soft,) int8
+    soft_at: np.ndarray | None = None       # (total_tokens,) int32
+    level_tokens: np.ndarray | None = None  # (depth, size) int64
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -63,12 +70,32 @@ class Examples:
         return self.ids[s:e], self.labels[s:e]
 
     @staticmethod
-    def pack(pairs: Sequence[tuple[list[int], list[int]]], task: Sequence[int]) -> Examples:
+    def pack(pairs: Sequence[tuple[list[int], list[int]]], task: Sequence[int],
+             softs: Sequence[tuple[np.ndarray, np.ndarray] | None] | None = None,
+             level_tokens: np.ndarray | None = None) -> Examples:
+        """``softs``: per pair None or (levels (r,), distributions (r, size)) of its first r labelled tokens."""
         lengths = np.array([len(ids) for ids, _ in pairs], dtype=np.int64)
         def flat(k):
             return np.fromiter((t for p in pairs for t in p[k]), dtype=np.int32, count=int(lengths.sum()))
-        return Examples(ids=flat(0), labels=flat(1), offsets=np.concatenate([[0], np.cumsum(lengths)]),
-                        task=np.asarray(task, dtype=np.int8))
+        out = Examples(ids=flat(0), labels=flat(1), offsets=np.concatenate([[0], np.cumsum(lengths)]),
+                       task=np.asarray(task, dtype=np.int8))
+        if softs is None or not any(s is not None for s in softs):
+            return out
+        out.soft_at = np.full(len(out.ids), -1, dtype=np.int32)
+        levels, rows, n = [], [], 0
+        for k, soft in enumerate(softs):
+            if soft is None:
+                continue
+            level, q = soft
+            at = out.offsets[k] + np.flatnonzero(out.labels[out.offsets[k]:out.offsets[k + 1]] != IGNORE)[:len(q)]
+            out.soft_at[at] = np.arange(n, n + len(q))
+            levels.append(level)
+            rows.append(q)
+            n += len(q)
+        out.soft = np.concatenate(rows).astype(np.float32)
+        out.soft_level = np.concatenate(levels).astype(np.int8)
+        out.level_tokens = np.asarray(level_tokens, dtype=np.int64)
+        return out
 
 
 # ---------------------------------------------------------------- reading artifacts
@@ -142,20 +169,24 @@ def sid_next_examples(tok, samples: Samples, sids: dict[int, list[int]], max_his
     return pairs
 
 
+def sid_seq_windows(samples: Samples, max_items: int) -> list[tuple[list[int], bool]]:
+    """The windows of at least 2 items of every user sequence, each with whether it ends the sequence."""
+    out = []
+    for seq in user_sequences(samples.users, samples.histories, samples.targets):
+        parts = windows(seq, max_items)
+        out.extend((win, k == len(parts) - 1) for k, win in enumerate(parts) if len(win) >= 2)
+    return out
+
+
 def sid_seq_examples(tok, samples: Samples, sids: dict[int, list[int]], max_items: int):
     """Whole sequences in windows: labels on every SID after the window's first item; EOS (labelled)
     only after the last item of a user's sequence."""
     head, eos = prompts.encode_text(tok, prompts.HISTORY_HEAD, bos=True), int(tok.eos_token_id)
     pairs = []
-    for seq in user_sequences(samples.users, samples.histories, samples.targets):
-        parts = windows(seq, max_items)
-        for k, win in enumerate(parts):
-            if len(win) < 2:
-                continue
-            first = sids[win[0]]
-            rest = [x for i in win[1:] for x in sids[i]] + ([eos] if k == len(parts) - 1 else [])
-            ids = head + first + rest
-            pairs.append((ids, [IGNORE] * (len(head) + len(first)) + rest))
+    for win, last in sid_seq_windows(samples, max_items):
+        first = sids[win[0]]
+        rest = [x for i in win[1:] for x in sids[i]] + ([eos] if last else [])
+        pairs.append((head + first + rest, [IGNORE] * (len(head) + len(first)) + rest))
     return pairs
 
 
@@ -207,6 +238,27 @@ def task_pairs(task: str, tok, samples: Samples, codes, sids, titles, cfg: Tasks
     return encode_pairs(tok, text_pairs(task, samples, codes, titles, cfg))
 
 
+def teacher_soft(task: str, teacher, samples: Samples, cfg: TasksSection) -> list:
+    """Per example of a main task (same order as :func:`task_pairs`): (levels, distributions) of the
+    target SIDs' tokens from ``teacher`` (:class:`ray_rec.train.distill.Teacher`), None for an example
+    without history; an empty list for the other tasks."""
+    if task == "sid_seq":
+        seqs = [win for win, _ in sid_seq_windows(samples, cfg.seq_max_items)]
+        n = [len(w) - 1 for w in seqs]
+    elif task == "sid_next":
+        seqs = [list(h[-cfg.max_history:]) + [t] for h, t in zip(samples.histories, samples.targets, strict=False)]
+        n = [1] * len(seqs)
+    else:
+        return []
+    known = [k for k, s in enumerate(seqs) if len(s) >= 2]
+    rows = teacher.soft_rows([seqs[k] for k in known], [n[k] for k in known])
+    out: list = [None] * len(seqs)
+    for k, q in zip(known, rows, strict=True):
+        levels = np.concatenate([np.arange(int((teacher.codes[i] >= 0).sum())) for i in seqs[k][-n[k]:]])
+        out[k] = (levels, q.numpy())
+    return out
+
+
 def weighted_indices(n: int, weight: float, rng: np.random.Generator) -> np.ndarray:
     """floor(weight) full copies of range(n) plus a random fraction of it (no repeats inside it)."""
     whole, frac = int(weight), weight - int(weight)
@@ -214,25 +266,42 @@ def weighted_indices(n: int, weight: float, rng: np.random.Generator) -> np.ndar
     return np.concatenate([np.tile(np.arange(n), whole), np.sort(extra)]).astype(np.int64)
 
 
+def level_token_table(tok, codes: dict[int, list[int]], size: int) -> np.ndarray:
+    """(depth, size) token id of every level's code; codes a level does not have point at token 0
+    (a teacher never gives them mass)."""
+    vocab, depth = tok.get_vocab(), max(len(c) for c in codes.values())
+    table = np.zeros((depth, size), dtype=np.int64)
+    for level in range(depth):
+        for c in range(size):
+            table[level, c] = vocab.get(sid_token(level, c), 0)
+    return table
+
+
 def build_examples(tok, cfg: TasksSection, samples: Samples, codes: dict[int, list[int]],
-                   titles: dict[int, str], seed: int = 0) -> tuple[Examples, dict[str, dict[str, int]]]:
-    """The weighted task mix as one Examples pack, and per-task counts (examples, dropped as too long)."""
+                   titles: dict[int, str], seed: int = 0, teacher=None) -> tuple[Examples, dict[str, dict[str, int]]]:
+    """The weighted task mix as one Examples pack, and per-task counts (examples, dropped as too long).
+    With a ``teacher`` (:class:`ray_rec.train.distill.Teacher`) the main tasks' SID tokens carry its
+    soft targets."""
     sids = sid_token_ids(tok, codes)
     rng = np.random.default_rng(seed)
-    pairs, task_of, counts = [], [], {}
+    pairs, task_of, softs, counts = [], [], [], {}
     for k, (task, weight) in enumerate(cfg.weights().items()):
         if weight <= 0:
             continue
-        base = [p for p in task_pairs(task, tok, samples, codes, sids, titles, cfg)]
-        fit = [p for p in base if len(p[0]) <= cfg.max_length]
+        base = task_pairs(task, tok, samples, codes, sids, titles, cfg)
+        soft = (teacher_soft(task, teacher, samples, cfg) if teacher is not None else []) or [None] * len(base)
+        fit = [j for j, p in enumerate(base) if len(p[0]) <= cfg.max_length]
         chosen = weighted_indices(len(fit), weight, rng)
-        pairs.extend(fit[i] for i in chosen)
+        pairs.extend(base[fit[i]] for i in chosen)
+        softs.extend(soft[fit[i]] for i in chosen)
         task_of.extend([k] * len(chosen))
         counts[task] = {"examples": len(chosen), "too_long": len(base) - len(fit)}
     if not pairs:
         raise InputError("the task mix produced no training example (no samples, or no titles for the title "
                          f"tasks); per task: {counts}; enable tasks.sid_next or check the data stage output")
-    return Examples.pack(pairs, task_of), counts
+    if teacher is None:
+        return Examples.pack(pairs, task_of), counts
+    return Examples.pack(pairs, task_of, softs, level_token_table(tok, codes, teacher.size)), counts
 
 
 def valid_examples(tok, samples: Samples, codes: dict[int, list[int]], cfg: TasksSection,
