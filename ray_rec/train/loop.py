@@ -134,11 +134,9 @@ def collate(examples: Examples, indices, pad_id: int, soft_weight: float = 0.0) 
         for r, i in enumerate(indices):
             s, e = examples.offsets[int(i)], examples.offsets[int(i) + 1]
             at[r, width - (e - s):] = torch.from_numpy(examples.soft_at[s:e].astype(np.int64))
-        has = at >= 0
-        row = at.clamp(min=0)
-        batch["soft_q"] = torch.from_numpy(examples.soft)[row] * (soft_weight * has[..., None])
-        level = torch.from_numpy(examples.soft_level.astype(np.int64))[row]
-        batch["soft_tokens"] = torch.from_numpy(examples.level_tokens)[level]
+        has, row = at >= 0, at.clamp(min=0).numpy()
+        batch["soft_q"] = torch.from_numpy(examples.soft[row]) * (soft_weight * has[..., None])
+        batch["soft_tokens"] = torch.from_numpy(examples.level_tokens[examples.soft_level[row]])
         batch["hard_weight"] = torch.where(has, 1.0 - soft_weight, 1.0)
     return batch
 
