@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_runs import write_tiny_run
 
 from ray_rec.baseline.sasrec import SASRec, encode_histories
 from ray_rec.config import ConfigError, load_config
@@ -17,7 +18,6 @@ from ray_rec.train.distill import Teacher, code_marginals
 from ray_rec.train.loop import Backend, collate, response_loss, tokens_per_micro_batch, train_step
 from ray_rec.train.model import add_sid_tokens, build_model, train_bpe_tokenizer
 from ray_rec.train.run import prepare_inputs
-from tiny_runs import write_tiny_run
 
 # 6 items; item 5 has a fourth (de-duplication) level, as colliding SIDs get
 CODES = {0: [1, 2, 3], 1: [1, 2, 4], 2: [1, 5, 0], 3: [6, 0, 2], 4: [6, 0, 3], 5: [1, 2, 3, 1]}
