@@ -10,7 +10,7 @@ import pytest
 from ray_rec.config import ConfigError, load_config
 from ray_rec.paths import RunPaths
 from ray_rec.pipeline.config import PipelineConfig
-from ray_rec.pipeline.run import random_ndcg, run_pipeline
+from ray_rec.pipeline.run import random_ndcg, run_pipeline, upstream
 
 SMOKE = "jobs/configs/pipeline_smoke.yaml"
 
@@ -32,6 +32,14 @@ def test_collaborative_sids_need_sasrec_first():
         load_config(PipelineConfig, SMOKE, ["sid_input=sasrec"])
     with pytest.raises(ConfigError, match="leave sid.embeddings empty"):
         load_config(PipelineConfig, SMOKE, ["sid_input=sasrec", "stages=[data, sasrec, sid]", "sid.embeddings=x.parquet"])
+
+
+def test_distillation_needs_sasrec_before_sft():
+    with pytest.raises(ConfigError, match="list sasrec before sft"):
+        load_config(PipelineConfig, SMOKE, ["sft.distill.weight=0.5"])  # the default stages end with sasrec
+    cfg = load_config(PipelineConfig, SMOKE, ["sft.distill.weight=0.5", "stages=[data, embed, sid, sasrec, sft]"])
+    assert "sasrec" in upstream(cfg)["sft"]  # a retrained SASRec makes the SFT model stale
+    assert "sasrec" not in upstream(load_config(PipelineConfig, SMOKE, []))["sft"]
 
 
 def test_pipeline_quantizes_sasrec_embeddings(ray_start_2_cpus, tmp_path):

@@ -58,6 +58,10 @@ class PipelineConfig:
                                   "in stages, e.g. [data, sasrec, sid, sft, evaluate]")
             if self.sid.embeddings and Path(self.sid.embeddings) != RunPaths(self.run).sasrec_embeddings:
                 raise ConfigError("sid_input=sasrec sets sid.embeddings itself; leave sid.embeddings empty")
+        if self.sft.distill.weight > 0 and not self.sft.distill.teacher and {"sasrec", "sft"} <= set(self.stages) \
+                and self.stages.index("sasrec") > self.stages.index("sft"):
+            raise ConfigError("sft.distill.weight > 0 learns from the run's SASRec: list sasrec before sft in stages, "
+                              "e.g. [data, embed, sid, sasrec, sft, evaluate]")
         if self.sft.sid_method != self.sid.out_name:
             raise ConfigError(f"sft.sid_method={self.sft.sid_method!r} but the SID stage writes sid/{self.sid.out_name}; "
                               f"set sft.sid_method={self.sid.out_name}")

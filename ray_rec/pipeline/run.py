@@ -59,9 +59,12 @@ def stage_dirs(cfg: PipelineConfig) -> dict[str, Path]:
 
 def upstream(cfg: PipelineConfig) -> dict[str, list[str]]:
     """stage -> the stages whose outputs it reads, under this config."""
+    ups = dict(UPSTREAM)
     if cfg.sid_input == "sasrec":
-        return {**UPSTREAM, "sid": ["sasrec"]}
-    return UPSTREAM
+        ups["sid"] = ["sasrec"]
+    if cfg.sft.distill.weight > 0 and not cfg.sft.distill.teacher:
+        ups["sft"] = [*ups["sft"], "sasrec"]  # SFT learns from the run's SASRec
+    return ups
 
 
 def invalidate_stale(stage: str, dirs: dict[str, Path], ups: dict[str, list[str]] = UPSTREAM) -> bool:
