@@ -91,6 +91,23 @@ def test_soft_targets_sit_on_the_target_sid_tokens(tok, teacher):
     np.testing.assert_allclose(ex.soft[at[at >= 0]], brute_marginals(p, CODES, 5, teacher.size), atol=1e-5)
 
 
+def test_soft_rows_of_long_sequences_and_any_batch_size(teacher):
+    """A sequence longer than SASRec's max_len (3) is scored in pieces; each target still gets the
+    distribution of SASRec reading the newest max_len items before it, whatever the batch size."""
+    seqs, n = [[0, 1, 3, 5], [2, 4], [1, 0, 2, 3, 4]], [3, 1, 4]
+    rows = teacher.soft_rows(seqs, n)
+    assert [len(r) for r in rows] == [3 + 3 + 4, 3, 3 + 3 + 3 + 3]  # item 5 has four levels
+    teacher.batch_size, before = 1, teacher.batch_size
+    try:
+        for a, b in zip(rows, teacher.soft_rows(seqs, n), strict=True):
+            torch.testing.assert_close(a, b)
+    finally:
+        teacher.batch_size = before
+    with torch.no_grad():
+        p = torch.softmax(teacher.model.score(encode_histories([[0, 2, 3]], 3))[0, 1:], -1).numpy()
+    np.testing.assert_allclose(rows[2][-3:].numpy(), brute_marginals(p, CODES, 4, teacher.size)[:3], atol=1e-5)
+
+
 def test_mixed_loss_equals_the_hand_computed_mix(tok, teacher):
     cfg = TasksSection(sid_next=1.0, max_history=10)
     ex, _ = tasks.build_examples(tok, cfg, SAMPLES, CODES, {}, teacher=teacher)

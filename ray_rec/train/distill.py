@@ -70,10 +70,12 @@ def code_marginals(probs: torch.Tensor, codes: torch.Tensor, targets: torch.Tens
 
 
 class Teacher:
-    """A trained SASRec (``<run>/baseline/sasrec/model``) that gives soft targets for SID tokens."""
+    """A trained SASRec (``<run>/baseline/sasrec/model``) that gives soft targets for SID tokens.
+    ``batch_size`` sequences are scored at a time (their item probabilities, pieces x max_len x catalogue
+    floats, are the memory peak)."""
 
     def __init__(self, model_dir: str | Path, codes: dict[int, list[int]], temperature: float = 1.0,
-                 batch_size: int = 256):
+                 batch_size: int = 64):
         from ray_rec.baseline.sasrec import SASRec
 
         model_dir = Path(model_dir)
@@ -83,7 +85,6 @@ class Teacher:
         self.model = SASRec.load(model_dir)
         self.codes = torch.from_numpy(code_matrix(codes, self.model.num_items))
         self.size = int(self.codes.max()) + 1
-        self.depth = self.codes.shape[1]
         self.temperature, self.batch_size = temperature, batch_size
 
     @torch.no_grad()
