@@ -6,7 +6,8 @@ Steps:
 1. read ``items.parquet``, ``samples_{train,valid}.parquet`` and ``sid/<method>/codes.parquet`` with
    pyarrow; check every history item has a SID;
 2. build the tokenizer (SID tokens added) once per run name, kept in ``<run>/sft/<name>/inputs/`` so
-   that a resumed run tokenizes identically; tokenize the weighted task mix; ship it to the workers
+   that a resumed run tokenizes identically; tokenize the weighted task mix (with ``distill.weight``
+   > 0, plus the run SASRec's soft targets: :mod:`ray_rec.train.distill`); ship it to the workers
    through the object store;
 3. ``TorchTrainer`` with ``ScalingConfig`` / ``RunConfig(name, storage_path=<run>/sft)`` /
    ``FailureConfig`` / ``CheckpointConfig`` (best by valid loss). A rerun with the same name resumes
