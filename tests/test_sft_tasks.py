@@ -368,8 +368,8 @@ def test_docstring_examples():
 
     from ray_rec.data import samples
     from ray_rec.train import deepspeed_config as dsc
-    from ray_rec.train import loop
+    from ray_rec.train import distill, loop
 
-    for module in (prompts, samples, loop, dsc):  # samples: the sid_seq windows
+    for module in (prompts, samples, loop, dsc, distill):  # samples: the sid_seq windows
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
