@@ -58,7 +58,7 @@ class PipelineConfig:
                                   "in stages, e.g. [data, sasrec, sid, sft, evaluate]")
             if self.sid.embeddings and Path(self.sid.embeddings) != RunPaths(self.run).sasrec_embeddings:
                 raise ConfigError("sid_input=sasrec sets sid.embeddings itself; leave sid.embeddings empty")
-        if self.sft.distill.weight > 0 and not self.sft.distill.teacher and {"sasrec", "sft"} <= set(self.stages) \
+        if self.sft.distill.reads_run_sasrec and {"sasrec", "sft"} <= set(self.stages) \
                 and self.stages.index("sasrec") > self.stages.index("sft"):
             raise ConfigError("sft.distill.weight > 0 learns from the run's SASRec: list sasrec before sft in stages, "
                               "e.g. [data, embed, sid, sasrec, sft, evaluate]")

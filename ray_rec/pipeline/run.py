@@ -62,7 +62,7 @@ def upstream(cfg: PipelineConfig) -> dict[str, list[str]]:
     ups = dict(UPSTREAM)
     if cfg.sid_input == "sasrec":
         ups["sid"] = ["sasrec"]
-    if cfg.sft.distill.weight > 0 and not cfg.sft.distill.teacher:
+    if cfg.sft.distill.reads_run_sasrec:
         ups["sft"] = [*ups["sft"], "sasrec"]  # SFT learns from the run's SASRec
     return ups
 

@@ -111,6 +111,11 @@ class DistillSection:
         if self.temperature <= 0:
             raise ConfigError(f"distill.temperature must be > 0, got {self.temperature}")
 
+    @property
+    def reads_run_sasrec(self) -> bool:
+        """On, with the teacher at <run>/baseline/sasrec/model (the SASRec stage must come first)."""
+        return self.weight > 0 and not self.teacher
+
 
 @dataclass(frozen=True)
 class TrainSection:

@@ -31,18 +31,21 @@ import torch
 
 from ray_rec.data.samples import windows
 from ray_rec.errors import InputError
+from ray_rec.sid.collisions import PAD
+from ray_rec.sid.index_io import pad_codes
 
 
 def code_matrix(codes: dict[int, list[int]], num_items: int) -> np.ndarray:
     """item -> codes as a (num_items, depth) int64 matrix, -1 past an item's SID length and for items
     without a SID (they never get teacher mass at any level)."""
-    depth = max(len(c) for c in codes.values())
-    out = np.full((num_items, depth), -1, dtype=np.int64)
-    for item, row in codes.items():
-        if not 0 <= item < num_items:
-            raise InputError(f"item {item} has a SID but lies outside the SASRec teacher's catalogue "
-                             f"[0, {num_items}); train the teacher on the same items.parquet")
-        out[item, :len(row)] = row
+    items = np.fromiter(codes, dtype=np.int64, count=len(codes))
+    outside = items[(items < 0) | (items >= num_items)]
+    if outside.size:
+        raise InputError(f"item {int(outside[0])} has a SID but lies outside the SASRec teacher's catalogue "
+                         f"[0, {num_items}); train the teacher on the same items.parquet")
+    padded = pad_codes(list(codes.values()))
+    out = np.full((num_items, padded.shape[1]), PAD, dtype=np.int64)
+    out[items] = padded
     return out
 
 
@@ -106,16 +109,17 @@ class Teacher:
             out.extend(probs[r, self.model.max_len - (len(p) - 1):] for r, p in enumerate(part))
         return out
 
-    def soft_rows(self, sequences: Sequence[Sequence[int]], n_targets: Sequence[int]) -> list[torch.Tensor]:
+    def soft_rows(self, sequences: Sequence[Sequence[int]],
+                  n_targets: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
         """For each item sequence, the soft targets of its last ``n`` items' SID tokens, in token order:
-        (sum of their SID lengths, size). Each item is predicted from the items before it in the same
-        sequence (the newest max_len of them)."""
+        (the SID level of each token (r,), distributions (r, size)), r = the sum of their SID lengths.
+        Each item is predicted from the items before it in the same sequence (the newest max_len of them)."""
         rows = []
         for s in range(0, len(sequences), self.batch_size):
             rows.extend(self._soft_rows(sequences[s:s + self.batch_size], n_targets[s:s + self.batch_size], s))
         return rows
 
-    def _soft_rows(self, sequences, n_targets, first: int) -> list[torch.Tensor]:
+    def _soft_rows(self, sequences, n_targets, first: int) -> list[tuple[np.ndarray, np.ndarray]]:
         pieces, owner = [], []
         for k, seq in enumerate(sequences):
             if not 1 <= n_targets[k] < len(seq):
@@ -128,11 +132,11 @@ class Teacher:
             per_seq[k].append(p)
         probs = torch.cat([torch.cat(p)[-n:] for p, n in zip(per_seq, n_targets, strict=True)])
         targets = torch.as_tensor([i for seq, n in zip(sequences, n_targets, strict=True) for i in seq[-n:]])
-        q = code_marginals(probs, self.codes, targets, self.size)        # (targets, depth, size)
+        q = code_marginals(probs, self.codes, targets, self.size).numpy()  # (targets, depth, size)
         lengths = (self.codes[targets] >= 0).sum(-1).tolist()
-        flat = [q[j, :lengths[j]] for j in range(len(targets))]
         out, j = [], 0
         for n in n_targets:
-            out.append(torch.cat(flat[j:j + n]))
+            levels = np.concatenate([np.arange(lengths[t]) for t in range(j, j + n)])
+            out.append((levels, np.concatenate([q[t, :lengths[t]] for t in range(j, j + n)])))
             j += n
         return out

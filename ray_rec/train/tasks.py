@@ -30,6 +30,7 @@ from ray_rec import artifacts
 from ray_rec.data.samples import user_sequences, windows
 from ray_rec.errors import InputError, at
 from ray_rec.sid.tokens import sid_token
+from ray_rec.sid.trie import sid_token_table
 from ray_rec.train import prompts
 from ray_rec.train.config import TASKS, TasksSection
 
@@ -251,11 +252,9 @@ def teacher_soft(task: str, teacher, samples: Samples, cfg: TasksSection) -> lis
     else:
         return []
     known = [k for k, s in enumerate(seqs) if len(s) >= 2]
-    rows = teacher.soft_rows([seqs[k] for k in known], [n[k] for k in known])
     out: list = [None] * len(seqs)
-    for k, q in zip(known, rows, strict=True):
-        levels = np.concatenate([np.arange(int((teacher.codes[i] >= 0).sum())) for i in seqs[k][-n[k]:]])
-        out[k] = (levels, q.numpy())
+    for k, soft in zip(known, teacher.soft_rows([seqs[k] for k in known], [n[k] for k in known]), strict=True):
+        out[k] = soft
     return out
 
 
@@ -264,17 +263,6 @@ def weighted_indices(n: int, weight: float, rng: np.random.Generator) -> np.ndar
     whole, frac = int(weight), weight - int(weight)
     extra = rng.choice(n, size=int(round(frac * n)), replace=False) if n else np.zeros(0, np.int64)
     return np.concatenate([np.tile(np.arange(n), whole), np.sort(extra)]).astype(np.int64)
-
-
-def level_token_table(tok, codes: dict[int, list[int]], size: int) -> np.ndarray:
-    """(depth, size) token id of every level's code; codes a level does not have point at token 0
-    (a teacher never gives them mass)."""
-    vocab, depth = tok.get_vocab(), max(len(c) for c in codes.values())
-    table = np.zeros((depth, size), dtype=np.int64)
-    for level in range(depth):
-        for c in range(size):
-            table[level, c] = vocab.get(sid_token(level, c), 0)
-    return table
 
 
 def build_examples(tok, cfg: TasksSection, samples: Samples, codes: dict[int, list[int]],
@@ -301,7 +289,8 @@ def build_examples(tok, cfg: TasksSection, samples: Samples, codes: dict[int, li
                          f"tasks); per task: {counts}; enable tasks.sid_next or check the data stage output")
     if teacher is None:
         return Examples.pack(pairs, task_of), counts
-    return Examples.pack(pairs, task_of, softs, level_token_table(tok, codes, teacher.size)), counts
+    tokens = sid_token_table(tok, list(codes.values())).clip(min=0)  # unused codes: any token, teacher mass 0
+    return Examples.pack(pairs, task_of, softs, tokens), counts
 
 
 def valid_examples(tok, samples: Samples, codes: dict[int, list[int]], cfg: TasksSection,
