@@ -125,6 +125,8 @@ def test_max_history_cuts_prompts_to_the_newest_items(tmp_path):
     assert cut(batch).equals(whole(newest))
     longer = [len(h) > 1 for h in batch.column("history").to_pylist()]
     assert any(longer)
-    differs = [a != b for a, b in zip(whole(batch).column("scores").to_pylist(), cut(batch).column("scores").to_pylist(),
-                                      strict=True)]
+    # A cut history changes scores by ~1e-2; the same prompt padded into a longer batch moves them only by float
+    # rounding (other matmul shapes), so compare with a tolerance between the two.
+    differs = [not np.allclose(a, b, atol=1e-4) for a, b in
+               zip(whole(batch).column("scores").to_pylist(), cut(batch).column("scores").to_pylist(), strict=True)]
     assert differs == longer
