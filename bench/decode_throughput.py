@@ -3,10 +3,10 @@
 One run, one model, the same users and beams for every variant, measured side by side in alternating
 rounds (so machine load hits them alike):
 
-* ``trie_search``  -- ray_rec.eval.beam.trie_beam_search, the decoder evaluation and GRPO use: a beam
+* ``trie_search``  -- ray_rec.sid.beam.trie_beam_search, the decoder evaluation and GRPO use: a beam
                       search that walks the trie itself (prompt encoded once, its logits give the first
                       code; no forward pass for the EOS the trie forces);
-* ``trie``         -- ray_rec.eval.beam.TrieLogitsProcessor inside ``generate``: every beam's trie node
+* ``trie``         -- ray_rec.sid.beam.TrieLogitsProcessor inside ``generate``: every beam's trie node
                       re-derived from the generated tokens and masked with a few tensor ops at once;
 * ``per_beam_dict``-- MiniOneRec's approach, written here from its description: a dict from the tuple
                       of generated tokens to the allowed next ids, looked up in a Python loop per beam;
@@ -44,7 +44,8 @@ from transformers import LogitsProcessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Timer, write_result  # noqa: E402
-from ray_rec.eval.beam import (  # noqa: E402
+from ray_rec.runtime import set_threads, setup_env  # noqa: E402
+from ray_rec.sid.beam import (  # noqa: E402
     TrieLogitsProcessor,
     encode_prompts,
     generate_beams,
@@ -53,7 +54,6 @@ from ray_rec.eval.beam import (  # noqa: E402
     special_ids,
     trie_beam_search,
 )
-from ray_rec.runtime import set_threads, setup_env  # noqa: E402
 from ray_rec.sid.tokens import parse_sid  # noqa: E402
 from ray_rec.sid.trie import SIDTrie  # noqa: E402
 
@@ -120,8 +120,8 @@ def load_model(args, codes):
 
     import pyarrow as pa
 
-    from ray_rec.train.config import ModelSection
-    from ray_rec.train.model import build_model_and_tokenizer, codebook_sizes_of
+    from ray_rec.lm.config import ModelSection
+    from ray_rec.lm.model import build_model_and_tokenizer, codebook_sizes_of
 
     items = json.loads((DATA / "Industrial_and_Scientific.item.json").read_text())
     titles = pa.table({"title": [v.get("title") or "" for v in items.values()]})
@@ -169,7 +169,7 @@ def main() -> None:
     setup_env()
     set_threads(args.threads)
 
-    from ray_rec.train.prompts import encode_prompt
+    from ray_rec.lm.prompts import encode_prompt
 
     item_ids, codes, histories = industrial(args.users)
     model, tok = load_model(args, codes)

@@ -133,8 +133,8 @@ def write_shipped_codes(paths: Any, dataset: str, method: str = "shipped") -> st
 
     import pyarrow as pa
 
-    from ray_rec.data.schema import CODES
     from ray_rec.io import write_parquet
+    from ray_rec.schema import CODES
     from ray_rec.sid.collisions import PAD, add_dedup_level
     from ray_rec.sid.tokens import parse_sid
 
@@ -168,8 +168,8 @@ def write_item_level_codes(paths: Any, method: str) -> str:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ray_rec.data.schema import CODES
     from ray_rec.io import write_parquet
+    from ray_rec.schema import CODES
 
     table = pq.read_table(paths.codes(method))
     codes = table.column("codes").to_pylist()

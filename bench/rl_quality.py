@@ -1,14 +1,16 @@
 """What GRPO adds: the SFT model and the model GRPO made from it, evaluated side by side on one split.
 
 Takes a run folder whose SFT stage has finished (``bench/quality.py`` leaves them under its
-``--work-dir``, e.g. ``/tmp/sasrec_bench/industrial-strict``), runs ``ray-rec rl`` on it with
-``--config`` plus ``--set`` overrides, then ranks the same users with both models through the same
-evaluation (constrained beam search, ``jobs/configs/evaluate.yaml``; an evaluation already done for a
-model is reused). Writes ``bench/results/<name>.json`` and ``.md`` with both rows, the ratios, the
+``--work-dir``, e.g. ``/tmp/sasrec_bench/industrial-strict``, with SFT runs named ``sft-seed<seed>``:
+pick one with ``--set sft_name=sft-seed0``), runs ``ray-rec rl`` on it with ``--config`` plus ``--set``
+overrides (outputs in ``<run>/rl/<name>/``), then ranks the same users with both models through the
+same evaluation (constrained beam search, ``jobs/configs/evaluate.yaml``; an evaluation already done
+for a model is reused). Writes ``bench/results/<name>.json`` and ``.md`` with both rows, the ratios, the
 per-user paired differences and the RL run's valid NDCG@K per evaluation.
 
 Run:  .venv/bin/python bench/rl_quality.py --run /tmp/sasrec_bench/industrial-strict --name rl_industrial \\
-          [--config jobs/configs/rl_cpu.yaml] [--set train.max_steps=300] [--eval-set num_actors=2]
+          --set sft_name=sft-seed0 [--config jobs/configs/rl_cpu.yaml] [--set train.max_steps=300] \\
+          [--eval-set num_actors=2]
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def paired(paths: RunPaths, split: str, before: str, after: str, k: int = 10) ->
     from ray_rec.metrics import ranks_from_lists, user_hr_ndcg
 
     def gains(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        table = pq.read_table(paths.eval_dir(name) / split / "predictions.parquet").sort_by("row")
+        table = pq.read_table(paths.eval_dir(name, split) / "predictions.parquet").sort_by("row")
         ranks = ranks_from_lists(table.column("items").to_pylist(), table.column("target").to_numpy())
         return (table.column("row").to_numpy(), *user_hr_ndcg(ranks, k))
 
@@ -60,7 +62,7 @@ def paired(paths: RunPaths, split: str, before: str, after: str, k: int = 10) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", required=True, help="run folder with data/, sid/ and a finished sft/model")
+    parser.add_argument("--run", required=True, help="run folder with data/, sid/ and a finished SFT run (sft/<sft_name>/model)")
     parser.add_argument("--name", default="rl_quality", help="result file name under bench/results/")
     parser.add_argument("--config", default=str(ROOT / "jobs/configs/rl_cpu.yaml"))
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="RLConfig override")
@@ -73,7 +75,7 @@ def main() -> None:
     cfg = load_config(RLConfig, args.config, [f"run={args.run}", *args.overrides])
     started = time.time()
     rl_model = run_rl(cfg)
-    rl_seconds = json.loads((paths.rl_dir / "stage.json").read_text())["seconds"]
+    rl_seconds = json.loads((paths.rl_dir(cfg.name) / "stage.json").read_text())["seconds"]
     rows, seconds = {}, {"rl_stage": rl_seconds, "bench_rl_call": round(time.time() - started, 1)}
     for label, checkpoint, name in (("SFT", model_dir_of(cfg), "sft-bench"), ("SFT + GRPO", rl_model, "rl-bench")):
         ecfg = load_config(EvalConfig, args.eval_config, [f"run={args.run}", f"checkpoint={checkpoint}",
@@ -82,7 +84,7 @@ def main() -> None:
         rows[label] = {k: v for k, v in metrics.items() if "@" in k or k in ("cc", "users")}
         print(f"{label}: HR@10 {rows[label]['hr@10']:.4f} NDCG@10 {rows[label]['ndcg@10']:.4f} CC {rows[label]['cc']}")
     ratios = {k: round(rows["SFT + GRPO"][k] / rows["SFT"][k], 3) for k in KEYS if rows["SFT"][k]}
-    history = json.loads((paths.rl_dir / "history.json").read_text())
+    history = json.loads((paths.rl_dir(cfg.name) / "history.json").read_text())
     pair = paired(paths, args.split, "sft-bench", "rl-bench")
     results = {"run": args.run, "split": args.split, "rl_config": to_dict(cfg),
                "rows": rows, "ratios_rl_over_sft": ratios, "paired": pair, "seconds": seconds,

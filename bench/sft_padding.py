@@ -76,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from ray_rec.config import load_config
+    from ray_rec.lm.model import build_model
     from ray_rec.runtime import set_threads, setup_env
     from ray_rec.train.config import SFTConfig
-    from ray_rec.train.model import build_model
     from ray_rec.train.run import prepare_inputs
 
     setup_env()

@@ -35,9 +35,9 @@ def make_run(root: Path, n_items: int = 400, n_users: int = 400, seq_len: int = 
     """A synthetic run folder: titled items, 3-level SIDs (32 codes each), random-walk user sequences."""
     import pyarrow as pa
 
-    from ray_rec.data.schema import CODES, ITEMS, SAMPLES
     from ray_rec.io import write_parquet
     from ray_rec.paths import RunPaths
+    from ray_rec.schema import CODES, ITEMS, SAMPLES
 
     rng = np.random.default_rng(seed)
     paths = RunPaths(root)
@@ -62,9 +62,9 @@ def plain_loop(cfg, data: dict[str, Any]) -> dict[str, float]:
     """The same optimizer steps in one process: no Ray Train, no process group, no DeepSpeed."""
     import torch
 
+    from ray_rec.lm.model import build_model
     from ray_rec.runtime import set_threads
     from ray_rec.train.loop import Meter, collate, get_lr, param_groups, peak_memory_mb, rank_indices, response_loss
-    from ray_rec.train.model import build_model
 
     set_threads(cfg.scaling.threads_per_worker)
     tok, train = data["tokenizer"], data["train"]
@@ -149,7 +149,7 @@ def main() -> None:
         rates = [x["tokens_per_s"] for x in runs[key]]
         results[key] = {"tokens_per_s": float(np.median(rates)), "tokens_per_s_rounds": rates,
                         "peak_memory_mb_per_worker": max(x["peak_memory_mb_per_worker"] for x in runs[key])}
-    from ray_rec.train.model import build_model
+    from ray_rec.lm.model import build_model
 
     n_params = sum(p.numel() for p in build_model(one.model, data["tokenizer"]).parameters())
     results["config"]["parameters"] = n_params

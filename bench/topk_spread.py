@@ -28,17 +28,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import write_result  # noqa: E402
+from ray_rec import artifacts  # noqa: E402
 from ray_rec.baseline.sasrec import SASRec  # noqa: E402
-from ray_rec.baseline.train import pad_left, read_samples  # noqa: E402
+from ray_rec.baseline.train import pad_left, samples_arrays  # noqa: E402
 from ray_rec.paths import RunPaths  # noqa: E402
-from ray_rec.sid.index_io import read_codes  # noqa: E402
+from ray_rec.sid.index_io import codes_arrays  # noqa: E402
 
 
 @torch.no_grad()
 def sasrec_topk(model_dir: Path, samples: Path, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(targets (N,), top-k item ids (N, k)) of a trained SASRec on a samples file."""
     model = SASRec.load(model_dir)
-    _, history, targets = read_samples(samples, model.num_items)
+    _, history, targets = samples_arrays(artifacts.read_samples(samples), model.num_items, samples)
     inputs = pad_left(history, model.max_len)
     tops = []
     for start in range(0, len(inputs), 512):
@@ -74,14 +75,14 @@ def main() -> None:
     args = parser.parse_args()
     paths = RunPaths(args.run)
 
-    item_ids, codes = read_codes(paths.codes(args.sids))
+    item_ids, codes = codes_arrays(artifacts.read_codes(paths.codes(args.sids)))
     codes_of = dict(zip(item_ids.tolist(), codes, strict=True))
-    predictions = pq.read_table(paths.eval_dir(args.eval) / args.split / "predictions.parquet", columns=["target", "items"])
+    predictions = pq.read_table(paths.eval_dir(args.eval, args.split) / "predictions.parquet", columns=["target", "items"])
     gen_targets = predictions.column("target").to_numpy()
     gen_top = np.array([row[:args.k] for row in predictions.column("items").to_pylist()])
     if (gen_top < 0).any():
         raise SystemExit(f"some users have fewer than {args.k} predicted items; evaluate with top_k >= {args.k}")
-    sas_targets, sas_top = sasrec_topk(paths.sasrec_dir / "model", paths.samples(args.split), args.k)
+    sas_targets, sas_top = sasrec_topk(paths.sasrec_model, paths.samples(args.split), args.k)
     if not np.array_equal(np.sort(gen_targets), np.sort(sas_targets)):
         raise SystemExit("the predictions and the samples file disagree on the targets: different splits?")
 

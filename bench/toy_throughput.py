@@ -5,7 +5,7 @@ samples/s is the loop's own training-time measure (evaluation excluded), the med
 the first; wall time includes Ray start-up and checkpointing. Prints ratios and writes
 bench/results/toy_throughput.json::
 
-    .venv/bin/python -m bench.toy_throughput [--epochs 4] [--set data.num_users=2000 ...]
+    .venv/bin/python bench/toy_throughput.py [--epochs 4] [--set data.num_users=2000 ...]
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import uuid
 from pathlib import Path
 
-from bench.common import Timer, write_result
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import Timer, write_result  # noqa: E402
 
 
 def main() -> None:

@@ -3,5 +3,6 @@
 #   jobs/pipeline_run.sh                                              # the main job on the synthetic default
 #   jobs/pipeline_run.sh --config jobs/configs/pipeline_smoke.yaml    # a few-minute check
 #   jobs/pipeline_run.sh --set sft.scaling.use_gpu=true --set sft.scaling.num_workers=8   # on GPU workers
-# Stages already done for the same config are skipped; the report lands in <run>/report/.
+# A stage whose result-affecting config and inputs are unchanged since it last finished is skipped;
+# the report lands in <run>/report/.
 exec "$(dirname "$0")/_submit.sh" ray-rec pipeline run --config jobs/configs/pipeline.yaml "$@"

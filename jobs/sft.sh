@@ -2,5 +2,6 @@
 # SFT under Ray Train with DeepSpeed ZeRO-2:  jobs/sft.sh [flags]
 #   jobs/sft.sh --config jobs/configs/sft_smoke.yaml                                   # tiny check
 #   jobs/sft.sh --set scaling.use_gpu=true --set scaling.num_workers=8 --set model.path=/models/Qwen2.5-0.5B
-# The same --name resumes a run from its latest checkpoint.
+# Outputs in <run>/sft/<name>/ (model/, loss.png, history.json, stage.json); the same --name resumes a run
+# from its latest checkpoint.
 exec "$(dirname "$0")/_submit.sh" ray-rec sft --config jobs/configs/sft.yaml "$@"

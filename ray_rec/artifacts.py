@@ -1,10 +1,12 @@
 """Read the typed Parquet artifacts that stages exchange: one reader per artifact.
 
-``ray_rec.paths`` says where an artifact lives and ``ray_rec.data.schema`` what it holds; this module
+``ray_rec.paths`` says where an artifact lives and ``ray_rec.schema`` what it holds; this module
 is the one place that opens one. Each reader checks that the file exists (else an InputError naming
 it and the stage that writes it), that it has the schema's columns, and casts it to the schema, so
-every stage refuses a bad file with the same message. Stages then convert the Arrow table into what
-they compute with (SFT's Python lists, SASRec's numpy arrays, evaluation's row-numbered table)::
+every stage refuses a bad file with the same message. No other module opens these files: a stage that
+computes with another shape converts the table with a named function that takes it, e.g.
+``ray_rec.sid.index_io.codes_by_item`` / ``codes_arrays``, ``ray_rec.train.tasks.Samples.from_table``,
+``ray_rec.baseline.train.samples_arrays``, ``ray_rec.lm.inputs.samples_with_sids``::
 
     from ray_rec import artifacts
 
@@ -24,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ray_rec.data import schema
+from ray_rec import schema
 from ray_rec.errors import InputError, at
 
 

@@ -29,22 +29,20 @@ class ConfigError(InputError):
     """A config value or key is invalid; the message says which and how to fix it."""
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:
-    """A dataclass field with a help string (mutable defaults are wrapped in a factory)."""
+def option(default: Any = dataclasses.MISSING, help: str = "", affects_result: bool = True, **kwargs: Any) -> Any:
+    """A dataclass field with a help string (mutable defaults are wrapped in a factory).
+
+    ``affects_result=False`` marks a field that changes how a stage runs but not what it writes (worker
+    counts, threads, batch sizes of inference, the run folder itself): :mod:`ray_rec.stage` leaves it out
+    of the fingerprint that decides whether a finished stage is still up to date.
+    """
     if not help:
         raise TypeError("every config field needs a help string")
+    metadata = {"help": help, "affects_result": affects_result}
     if isinstance(default, (list, dict, set)):
         value = default
-        return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"help": help}, **kwargs)
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
-
-
-def field_help(cls: type, name: str) -> str:
-    """The help string of field ``name`` of config class ``cls``."""
-    for f in dataclasses.fields(cls):
-        if f.name == name:
-            return f.metadata.get("help", "")
-    raise KeyError(name)
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -200,8 +198,3 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         return from_dict(cls, data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None
-
-
-def replace(cfg: T, **changes: Any) -> T:
-    """``dataclasses.replace`` that re-runs validation (``__post_init__``)."""
-    return dataclasses.replace(cfg, **changes)

@@ -9,11 +9,16 @@ paths between commands::
     <run>/data/manifest.json                 counts, content hashes, the config
     <run>/embeddings/embeddings.parquet      item vectors (schema.EMBEDDINGS)
     <run>/sid/<method>/codes.parquet         SID codes (schema.CODES), index.json, report.json, usage.png
-    <run>/sft/                               Ray Train storage; sft/model is the final HF checkpoint
-    <run>/rl/                                GRPO runs
-    <run>/eval/<name>/                       metrics.json, metrics.md
-    <run>/baseline/sasrec/                   SASRec runs and metrics
+    <run>/sft/<name>/                        Ray Train run <name>: checkpoints, inputs/, and the stage's
+                                             model/ (final HF checkpoint), loss.png, history.json, stage.json
+    <run>/rl/<name>/                         GRPO run <name>: checkpoints, model/, curves.png, stage.json
+    <run>/eval/<name>/<split>/               metrics.json, metrics.md, predictions.parquet
+    <run>/baseline/sasrec/                   SASRec runs, model/, item_embeddings.parquet, metrics
     <run>/toy/                               toy recommender runs and sweeps
+    <run>/report/                            the pipeline's side-by-side metrics table and plot
+
+Every path of a run folder is built here; stages and tools ask :class:`RunPaths` instead of joining
+folder names themselves.
 
 The Parquet artifacts are read through :mod:`ray_rec.artifacts`, which checks them against these schemas.
 """
@@ -24,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SPLITS = ("train", "valid", "test")
+DEFAULT_RUN = "runs/default"  # the run folder every command uses when none is given
+DEFAULT_SFT = "sft"           # the SFT run name evaluation and GRPO read from when none is given
 
 
 @dataclass(frozen=True)
@@ -71,29 +78,62 @@ class RunPaths:
 
     # training and evaluation
     @property
-    def sft_dir(self) -> Path:
+    def sft_root(self) -> Path:
+        """Ray Train storage of every SFT run (one folder per run name below it)."""
         return self.root / "sft"
 
-    @property
-    def sft_model(self) -> Path:
-        """The final SFT model in Hugging Face format (config, weights, tokenizer)."""
-        return self.sft_dir / "model"
+    def sft_dir(self, name: str = DEFAULT_SFT) -> Path:
+        """SFT run ``name``: Ray Train checkpoints, inputs/, model/, loss.png, history.json, stage.json."""
+        return self.sft_root / name
+
+    def sft_model(self, name: str = DEFAULT_SFT) -> Path:
+        """The final SFT model of run ``name`` in Hugging Face format (config, weights, tokenizer)."""
+        return self.sft_dir(name) / "model"
+
+    def sft_inputs(self, name: str = DEFAULT_SFT) -> Path:
+        """The tokenizer (and anything else a resumed run must rebuild identically) of SFT run ``name``."""
+        return self.sft_dir(name) / "inputs"
 
     @property
-    def rl_dir(self) -> Path:
+    def rl_root(self) -> Path:
+        """Ray Train storage of every GRPO run."""
         return self.root / "rl"
 
-    def eval_dir(self, name: str) -> Path:
-        return self.root / "eval" / name
+    def rl_dir(self, name: str) -> Path:
+        """GRPO run ``name``: checkpoints, model/, curves.png, history.json, stage.json."""
+        return self.rl_root / name
+
+    def rl_model(self, name: str) -> Path:
+        """The exported best GRPO model of run ``name``."""
+        return self.rl_dir(name) / "model"
+
+    def eval_dir(self, name: str, split: str | None = None) -> Path:
+        """Evaluation ``name`` (on ``split``, when given): metrics.json, metrics.md, predictions.parquet."""
+        base = self.root / "eval" / name
+        if split is None:
+            return base
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+        return base / split
 
     @property
     def sasrec_dir(self) -> Path:
         return self.root / "baseline" / "sasrec"
 
     @property
+    def sasrec_model(self) -> Path:
+        """The trained SASRec (weights and its config), read by distillation and the CF reward."""
+        return self.sasrec_dir / "model"
+
+    @property
     def sasrec_embeddings(self) -> Path:
         """The trained SASRec's item embeddings (schema EMBEDDINGS): input for collaborative SIDs."""
         return self.sasrec_dir / "item_embeddings.parquet"
+
+    @property
+    def report_dir(self) -> Path:
+        """The pipeline's report: metrics.json, metrics.md, metrics.png."""
+        return self.root / "report"
 
     @property
     def toy_dir(self) -> Path:

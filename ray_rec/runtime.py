@@ -14,7 +14,7 @@ from typing import Any
 # Defaults only: a value the user exported wins.
 _ENV_DEFAULTS = {
     "RAY_USAGE_STATS_ENABLED": "0",
-    # Binds every Ray socket of a local cluster to the loopback interface (see docs/STACK.md).
+    # Binds every Ray socket of a local cluster to the loopback interface (see docs/running.md).
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     # ray.train.report blocks ~2 s per call on the default interval.
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1",

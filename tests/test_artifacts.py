@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from ray_rec import artifacts
-from ray_rec.data.schema import SAMPLES
 from ray_rec.errors import InputError
 from ray_rec.io import write_parquet
+from ray_rec.schema import SAMPLES
 
 
 def test_missing_file_names_it_and_the_stage_that_writes_it(tmp_path):

@@ -8,8 +8,9 @@ import sid_catalogues
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tiny_lm import tiny_lm
 
-from ray_rec.eval.beam import (
+from ray_rec.sid.beam import (
     TrieLogitsProcessor,
     constrained_beam_search,
     constrained_topk,
@@ -18,7 +19,6 @@ from ray_rec.eval.beam import (
     rank_items,
     trie_beam_search,
 )
-from ray_rec.eval.tiny_lm import tiny_lm
 from ray_rec.sid.tokens import render_sid
 from ray_rec.sid.trie import SIDTrie
 

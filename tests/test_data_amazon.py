@@ -8,8 +8,9 @@ import json
 
 import pytest
 
+from ray_rec import artifacts
 from ray_rec.data.config import AmazonConfig, DataConfig
-from ray_rec.data.prepare import read_interactions, read_items, read_samples, run_prepare
+from ray_rec.data.prepare import run_prepare
 from ray_rec.errors import InputError
 
 B = 1_500_000_000  # 2017-07-14, inside the default window 2016-10 .. 2018-11
@@ -85,13 +86,13 @@ def fixture_files(tmp_path_factory):
 def test_hand_computed_ratio_split(ray_start_2_cpus, tmp_path, fixture_files):
     paths = prepare(tmp_path, "run", *fixture_files)
     for split, expected in RATIO.items():
-        assert rows(read_samples(paths, split)) == expected, split
-    items = read_items(paths).to_pylist()
+        assert rows(artifacts.read_samples(paths.samples(split))) == expected, split
+    items = artifacts.read_items(paths.items).to_pylist()
     assert [i["title"] for i in items] == ["Alpha Drill v2", "Beta & Bits", "Gamma Glue"]
     assert items[0]["description"] == "Second listing" and items[0]["brand"] == "Acme"
     assert items[0]["categories"] == ["Tools", "Drills"]
     assert items[2]["description"] == "Sticks & holds"
-    inter = read_interactions(paths)
+    inter = artifacts.read_interactions(paths.interactions)
     assert inter.column("user_id").to_pylist() == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2]
     assert inter.column("item_id").to_pylist() == [0, 1, 2, 0, 0, 1, 2, 1, 2, 0, 1, 2]
     assert inter.column("timestamp").to_pylist()[:4] == [B + 100, B + 200, B + 200, B + 400]
@@ -100,7 +101,7 @@ def test_hand_computed_ratio_split(ray_start_2_cpus, tmp_path, fixture_files):
 def test_leave_one_out(ray_start_2_cpus, tmp_path, fixture_files):
     paths = prepare(tmp_path, "loo", *fixture_files, split="leave_one_out")
     for split, expected in LEAVE_ONE_OUT.items():
-        assert rows(read_samples(paths, split)) == expected, split
+        assert rows(artifacts.read_samples(paths.samples(split))) == expected, split
 
 
 def test_blocks_and_gzip_give_identical_bytes(ray_start_2_cpus, tmp_path, fixture_files):

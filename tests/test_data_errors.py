@@ -7,11 +7,11 @@ import json
 
 import pytest
 
+from ray_rec import stages
 from ray_rec.data.config import DataConfig, SyntheticConfig
 from ray_rec.data.loaders import load_lcrec, load_minionerec
 from ray_rec.data.prepare import run_prepare
 from ray_rec.errors import InputError
-from ray_rec.stage import is_done
 
 HEADER = "user_id,history_item_title,item_title,history_item_id,item_id,history_item_sid,item_sid\n"
 
@@ -92,10 +92,10 @@ def test_failed_prepare_leaves_no_artifact(tmp_path):
     # over a finished run: the failed attempt un-marks it, so nothing mixed can pass for done
     good = DataConfig(run=str(run), synthetic=SyntheticConfig(n_items=100, n_users=20))
     paths = run_prepare(good)
-    assert is_done(paths.data_dir, good, ignore=("num_cpus",))
+    assert stages.up_to_date("data", good)
     with pytest.raises(InputError):
         run_prepare(DataConfig(run=str(run), source="minionerec", path=str(folder)))
-    assert not is_done(paths.data_dir, good, ignore=("num_cpus",))
+    assert not stages.up_to_date("data", good)
     assert not list(paths.data_dir.glob(".*.tmp"))
 
 

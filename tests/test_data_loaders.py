@@ -8,9 +8,10 @@ import json
 
 import pytest
 
+from ray_rec import artifacts
 from ray_rec.data.config import DataConfig
 from ray_rec.data.loaders import load_beauty, load_lcrec, load_minionerec
-from ray_rec.data.prepare import read_items, read_manifest, read_samples, run_prepare
+from ray_rec.data.prepare import read_manifest, run_prepare
 
 pytestmark = pytest.mark.realdata
 
@@ -110,8 +111,8 @@ def test_prepare_writes_artifacts_and_skips_rerun(shared_data, tmp_path, capsys)
     assert set(manifest["sha256"]) == {"items.parquet", "interactions.parquet", "samples_train.parquet",
                                        "samples_valid.parquet", "samples_test.parquet"}
     assert manifest["config"]["source"] == "lcrec"
-    assert read_items(paths).column("text")[0].as_py().startswith("SUPCO SPP6")
-    assert read_samples(paths, "test").schema.field("history").type.value_type.bit_width == 64
+    assert artifacts.read_items(paths.items).column("text")[0].as_py().startswith("SUPCO SPP6")
+    assert artifacts.read_samples(paths.samples("test")).schema.field("history").type.value_type.bit_width == 64
     mtime = paths.items.stat().st_mtime_ns
     run_prepare(cfg)
     assert "skipped" in capsys.readouterr().out and paths.items.stat().st_mtime_ns == mtime

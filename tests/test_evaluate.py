@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from tiny_lm import save_tiny_lm
 
 from ray_rec.cli import main
-from ray_rec.data.schema import CODES, SAMPLES
 from ray_rec.errors import InputError
 from ray_rec.eval.config import EvalConfig
-from ray_rec.eval.evaluate import PREDICTIONS, newer_than_inputs, run_evaluate, score
-from ray_rec.eval.tiny_lm import save_tiny_lm
+from ray_rec.eval.evaluate import PREDICTIONS, run_evaluate, score
 from ray_rec.io import write_parquet
+from ray_rec.lm.checkpoint import save_sft_model
+from ray_rec.lm.model import build_model_and_tokenizer
 from ray_rec.paths import RunPaths
+from ray_rec.schema import CODES, SAMPLES
 from ray_rec.train.config import ModelSection
-from ray_rec.train.model import build_model_and_tokenizer, save_sft_model
 
 
 def test_metrics_equal_hand_computed_values():
@@ -52,7 +52,7 @@ def make_run(root, n_items: int = 40, n_users: int = 20, seed: int = 0) -> RunPa
     titles = pa.table({"title": [f"item {i} widget" for i in range(n_items)]})
     section = ModelSection(hidden_size=32, num_layers=1, num_heads=4, num_kv_heads=2, bpe_vocab_size=300)
     model, tok = build_model_and_tokenizer(section, titles, [8, 8, 8], seed=seed)
-    save_sft_model(model, tok, paths.sft_model, meta={"sid_method": "rqkmeans"})
+    save_sft_model(model, tok, paths.sft_model(), meta={"sid_method": "rqkmeans"})
     return paths
 
 
@@ -64,14 +64,14 @@ def test_one_and_two_actors_give_identical_metrics(tmp_path, ray_start_2_cpus, c
     keys = [f"{m}@{k}" for k in (1, 3, 5, 10) for m in ("hr", "ndcg")]
     assert {k: one[k] for k in keys} == {k: two[k] for k in keys}
     assert one["cc"] == two["cc"] == 0 and one["users"] == 20
-    preds = [pa.parquet.read_table(paths.eval_dir(n) / "test" / "predictions.parquet") for n in ("one", "two")]
+    preds = [pa.parquet.read_table(paths.eval_dir(n, "test") / "predictions.parquet") for n in ("one", "two")]
     assert preds[0].equals(preds[1])
     items = np.array(preds[0].column("items").to_pylist())
     assert items.shape == (20, 10) and items.min() >= 0 and items.max() < 40  # every slot a real item
     assert all(len(set(row)) == len(row) for row in items.tolist())
-    saved = json.loads((paths.eval_dir("one") / "test" / "metrics.json").read_text())
+    saved = json.loads((paths.eval_dir("one", "test") / "metrics.json").read_text())
     assert saved["hr@10"] == one["hr@10"]
-    assert "| one |" in (paths.eval_dir("one") / "test" / "metrics.md").read_text()
+    assert "| one |" in (paths.eval_dir("one", "test") / "metrics.md").read_text()
     # a finished evaluation with the same config is not redone, whatever the actor count
     again = run_evaluate(EvalConfig(name="one", num_actors=2, **base))
     assert again["hr@10"] == one["hr@10"] and again["seconds"] == one["seconds"]
@@ -99,15 +99,23 @@ def test_bad_input_names_file_line_and_field(tmp_path):
 
 
 def test_a_retrained_checkpoint_makes_a_finished_evaluation_stale(tmp_path):
-    out, model = tmp_path / "eval", tmp_path / "model"
-    out.mkdir()
-    model.mkdir()
-    (model / "model.safetensors").write_text("weights")
-    (out / "stage.json").write_text("{}")
-    assert newer_than_inputs(out, [model])
-    later = (out / "stage.json").stat().st_mtime + 10
-    os.utime(model / "model.safetensors", (later, later))  # the SFT stage wrote new weights
-    assert not newer_than_inputs(out, [model])
+    import time
+
+    from ray_rec import stages
+    from ray_rec.io import write_json
+
+    paths = make_run(tmp_path / "run", n_items=10, n_users=3)
+    cfg = EvalConfig(run=str(paths.root), num_beams=5, top_k=5, ks=[1, 5])
+    stages.finish("evaluate", cfg, time.time())
+    assert stages.up_to_date("evaluate", cfg)
+    # a model made outside any stage is known by its content
+    (paths.sft_model() / "model.safetensors").write_bytes(b"other weights")
+    assert not stages.up_to_date("evaluate", cfg)
+    stages.finish("evaluate", cfg, time.time())
+    assert stages.up_to_date("evaluate", cfg)
+    # a model of the SFT stage by that stage's record: the stage reran
+    write_json({"record_id": "retrained"}, paths.sft_dir() / "stage.json")
+    assert not stages.up_to_date("evaluate", cfg)
 
 
 def test_max_history_cuts_prompts_to_the_newest_items(tmp_path):
@@ -118,7 +126,7 @@ def test_max_history_cuts_prompts_to_the_newest_items(tmp_path):
     batch = samples.append_column("row", pa.array(np.arange(samples.num_rows)))
     newest = batch.set_column(batch.schema.get_field_index("history"), "history",
                               pa.array([h[-1:] for h in batch.column("history").to_pylist()], pa.list_(pa.int64())))
-    kwargs = dict(checkpoint=str(paths.sft_model), codes_path=str(paths.codes("rqkmeans")), num_beams=6, top_k=6,
+    kwargs = dict(checkpoint=str(paths.sft_model()), codes_path=str(paths.codes("rqkmeans")), num_beams=6, top_k=6,
                   device="cpu", threads=1)
     whole = BeamSearchActor(**kwargs)  # the checkpoint records no cut: whole histories
     cut = BeamSearchActor(**kwargs, max_history=1)

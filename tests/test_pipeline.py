@@ -6,11 +6,14 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
-from ray_rec.config import ConfigError, load_config
+from ray_rec.cli import main
+from ray_rec.config import ConfigError, load_config, to_dict
 from ray_rec.paths import RunPaths
 from ray_rec.pipeline.config import PipelineConfig
-from ray_rec.pipeline.run import random_ndcg, run_pipeline, upstream
+from ray_rec.pipeline.run import random_ndcg, run_pipeline
+from ray_rec.stages import STAGES
 
 SMOKE = "jobs/configs/pipeline_smoke.yaml"
 
@@ -38,8 +41,8 @@ def test_distillation_needs_sasrec_before_sft():
     with pytest.raises(ConfigError, match="list sasrec before sft"):
         load_config(PipelineConfig, SMOKE, ["sft.distill.weight=0.5"])  # the default stages end with sasrec
     cfg = load_config(PipelineConfig, SMOKE, ["sft.distill.weight=0.5", "stages=[data, embed, sid, sasrec, sft]"])
-    assert "sasrec" in upstream(cfg)["sft"]  # a retrained SASRec makes the SFT model stale
-    assert "sasrec" not in upstream(load_config(PipelineConfig, SMOKE, []))["sft"]
+    assert "sasrec" in cfg.upstream()["sft"]  # a retrained SASRec makes the SFT model stale
+    assert "sasrec" not in load_config(PipelineConfig, SMOKE, []).upstream()["sft"]
 
 
 def test_pipeline_quantizes_sasrec_embeddings(ray_start_2_cpus, tmp_path):
@@ -61,26 +64,26 @@ def test_pipeline_quantizes_sasrec_embeddings(ray_start_2_cpus, tmp_path):
 
 
 @pytest.mark.slow
-def test_pipeline_end_to_end(ray_start_2_cpus, tmp_path):
+def test_pipeline_end_to_end(ray_start_2_cpus, tmp_path, monkeypatch):
     cfg = load_config(PipelineConfig, SMOKE, [f"run={tmp_path / 'run'}"])
     report = run_pipeline(cfg)
     paths = RunPaths(tmp_path / "run")
     for path in (paths.items, paths.samples("test"), paths.embeddings, paths.codes("rqkmeans_constrained"),
-                 paths.sft_model / "config.json", paths.root / "report" / "metrics.png"):
+                 paths.sft_model("sft-smoke") / "config.json", paths.report_dir / "metrics.png"):
         assert path.is_file(), path
     rows = report["test"]
     gen, rnd = rows["generative (SFT, constrained beam)"], rows["random"]
     # the generative model learned the catalogue's sequential habits: far above random ranking
     assert gen["hr@10"] > 3 * rnd["hr@10"], rows
     assert rows["SASRec"]["hr@10"] > 3 * rnd["hr@10"], rows
-    metrics = json.loads((paths.eval_dir("sft-smoke") / "test" / "metrics.json").read_text())
+    metrics = json.loads((paths.eval_dir("sft-smoke", "test") / "metrics.json").read_text())
     assert metrics["cc"] == 0  # every generation is a real item
     # GRPO ran from the SFT model (DDP here) and its model was ranked the same way
     rl = rows["generative (SFT + GRPO, constrained beam)"]
     assert rl["hr@10"] > 3 * rnd["hr@10"], rows
-    rl_metrics = json.loads((paths.eval_dir("sft-smoke-rl") / "test" / "metrics.json").read_text())
-    assert rl_metrics["cc"] == 0 and rl_metrics["checkpoint"] == str(paths.rl_dir / "model")
-    assert json.loads((paths.rl_dir / "stage.json").read_text())["steps"] == 8
+    rl_metrics = json.loads((paths.eval_dir("sft-smoke-rl", "test") / "metrics.json").read_text())
+    assert rl_metrics["cc"] == 0 and rl_metrics["checkpoint"] == str(paths.rl_model("grpo-smoke"))
+    assert json.loads((paths.rl_dir("grpo-smoke") / "stage.json").read_text())["steps"] == 8
     n_test = pq.read_metadata(paths.samples("test")).num_rows
     assert metrics["users"] == min(200, n_test)
 
@@ -88,3 +91,13 @@ def test_pipeline_end_to_end(ray_start_2_cpus, tmp_path):
     again = run_pipeline(cfg)
     assert again["test"] == rows
     assert sum(again["stage_seconds"].values()) < 0.25 * sum(report["stage_seconds"].values())
+
+    # and so does each stage's own command on the same section, with the run folder named relatively
+    monkeypatch.chdir(tmp_path)
+    for stage, section in cfg.bound().items():
+        record = STAGES[stage].out_dir(section) / "stage.json"
+        before = json.loads(record.read_text())["record_id"]
+        config = tmp_path / f"{stage}.yaml"
+        config.write_text(yaml.safe_dump({k: v for k, v in to_dict(section).items() if k != "run"}))
+        assert main([*STAGES[stage].command.split(), "--config", str(config), "--run", "run"]) == 0, stage
+        assert json.loads(record.read_text())["record_id"] == before, f"ray-rec {STAGES[stage].command} reran"

@@ -12,16 +12,16 @@ import torch
 from test_evaluate import make_run
 from tiny_runs import write_tiny_run
 
+from ray_rec import artifacts
 from ray_rec.config import load_config
 from ray_rec.errors import InputError
-from ray_rec.eval.evaluate import read_codes
+from ray_rec.lm.checkpoint import load_sft_model, read_meta
+from ray_rec.lm.prompts import encode_prompt, encode_text, response_text
 from ray_rec.rl.config import RLConfig
 from ray_rec.rl.grpo import completion_logprobs, grpo_loss, rollout, sid_token_mask, target_nodes
 from ray_rec.rl.rewards import cf_reward, group_advantages, ranking_reward, rule_reward
 from ray_rec.sid.trie import SIDTrie
 from ray_rec.train.config import SFTConfig
-from ray_rec.train.model import load_sft_model, read_meta
-from ray_rec.train.prompts import encode_prompt, encode_text, response_text
 
 CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
 
@@ -102,8 +102,9 @@ def test_sid_token_mask_stops_at_the_first_eos():
 
 def test_rollouts_are_distinct_valid_items_scored_as_the_model_scores_them(tmp_path):
     paths = make_run(tmp_path / "run", n_items=40)
-    model, tok = load_sft_model(paths.sft_model)
-    item_ids, codes = read_codes(paths.codes("rqkmeans"))
+    model, tok = load_sft_model(paths.sft_model())
+    table = artifacts.read_codes(paths.codes("rqkmeans"))
+    item_ids, codes = table.column("item_id").to_numpy(), table.column("codes").to_pylist()
     trie = SIDTrie.from_tokenizer(codes, tok, item_ids=item_ids)
     codes_of = dict(zip(item_ids.tolist(), codes, strict=True))
     prompts = [encode_prompt(tok, [codes_of[i] for i in h]) for h in ([1, 2], [3], [4, 5, 6])]
@@ -152,14 +153,15 @@ SFT_TINY = ["model.hidden_size=32", "model.num_heads=4", "model.num_kv_heads=2",
 def trained_users_ndcg(model_dir: Path, paths, n: int = 64, beams: int = 16) -> float:
     """NDCG@``beams`` of the first ``n`` training samples' targets in the model's constrained ranking:
     what GRPO optimises (the right item high among the ``beams`` rollouts)."""
-    from ray_rec.eval.beam import constrained_beam_search
-    from ray_rec.eval.evaluate import read_samples
+    from ray_rec.lm.inputs import samples_with_sids
     from ray_rec.metrics import hr_ndcg, ranks_from_lists
+    from ray_rec.sid.beam import constrained_beam_search
 
     model, tok = load_sft_model(model_dir)
-    item_ids, codes = read_codes(paths.codes("rqkmeans"))
+    table = artifacts.read_codes(paths.codes("rqkmeans"))
+    item_ids, codes = table.column("item_id").to_numpy(), table.column("codes").to_pylist()
     codes_of = dict(zip(item_ids.tolist(), codes, strict=True))
-    samples = read_samples(paths.samples("train"), item_ids, n)
+    samples = samples_with_sids(artifacts.read_samples(paths.samples("train")), item_ids, paths.samples("train"), n)
     prompts = [encode_prompt(tok, [codes_of[i] for i in h]) for h in samples.column("history").to_pylist()]
     trie = SIDTrie.from_tokenizer(codes, tok, item_ids=item_ids)
     result = constrained_beam_search(model, tok, prompts, trie, num_beams=beams, k=beams)
@@ -184,22 +186,22 @@ def test_grpo_under_ray_train_makes_right_items_likelier_and_survives_a_killed_w
     out = run_rl(cfg)
 
     # worker 1 died at step 10; the group restarted from the step-8 checkpoint and finished the run
-    assert (paths.rl_dir / "grpo" / "crash_marker").is_file(), "the injected fault never fired"
-    final = json.loads((paths.rl_dir / "grpo" / "checkpoint_000016" / "trainer_state.json").read_text())
+    assert (paths.rl_dir("grpo") / "crash_marker").is_file(), "the injected fault never fired"
+    final = json.loads((paths.rl_dir("grpo") / "checkpoint_000016" / "trainer_state.json").read_text())
     assert final["resumed_at"] == [8] and [r["step"] for r in final["train"]] == list(range(1, 17))
 
-    history = json.loads((paths.rl_dir / "history.json").read_text())
+    history = json.loads((paths.rl_dir("grpo") / "history.json").read_text())
     assert [v["step"] for v in history["valid"]] == [0, 8, 16]
     assert len(history["train"]) == 16 and all(np.isfinite(r["loss"]) for r in history["train"])
     assert max(r["hit_rate"] for r in history["train"]) > 0      # some rollout found the right item
     # the policy learnt what it was rewarded for: on the users it trained on, the right item ranks higher
     # (on this 60-user catalogue the valid users do not gain: 64 users are too few to generalise from)
-    before, after = trained_users_ndcg(paths.sft_model, paths), trained_users_ndcg(out, paths)
+    before, after = trained_users_ndcg(paths.sft_model(), paths), trained_users_ndcg(out, paths)
     assert after > 1.3 * before, (before, after)
     meta = read_meta(out)
     assert meta["sid_method"] == "rqkmeans" and meta["rl"]["steps"] == 16
-    assert (paths.rl_dir / "curves.png").stat().st_size > 0
-    stage = json.loads((paths.rl_dir / "stage.json").read_text())
+    assert (paths.rl_dir("grpo") / "curves.png").stat().st_size > 0
+    stage = json.loads((paths.rl_dir("grpo") / "stage.json").read_text())
     assert stage["steps"] == 16
     assert run_rl(cfg) == out                                     # a finished stage is skipped
 

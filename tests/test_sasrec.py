@@ -15,10 +15,10 @@ from ray_rec.baseline.config import SASRecConfig
 from ray_rec.baseline.sasrec import SASRec, encode_histories
 from ray_rec.baseline.train import pad_left, rank_targets, run_sasrec, training_arrays
 from ray_rec.config import ConfigError, load_config
-from ray_rec.data.schema import ITEMS, SAMPLES
 from ray_rec.io import write_parquet
 from ray_rec.metrics import hr_ndcg, ranks_from_scores
 from ray_rec.paths import RunPaths
+from ray_rec.schema import ITEMS, SAMPLES
 
 
 def test_pad_left_and_training_arrays_by_hand():

@@ -9,14 +9,15 @@ import pytest
 import torch
 from tiny_runs import write_tiny_run
 
+from ray_rec import artifacts
 from ray_rec.baseline.sasrec import SASRec, encode_histories
 from ray_rec.config import ConfigError, load_config
 from ray_rec.errors import InputError
+from ray_rec.lm.model import add_sid_tokens, build_model, train_bpe_tokenizer
 from ray_rec.train import tasks
 from ray_rec.train.config import ModelSection, SFTConfig, TasksSection
 from ray_rec.train.distill import Teacher, code_marginals
 from ray_rec.train.loop import Backend, collate, response_loss, tokens_per_micro_batch, train_step
-from ray_rec.train.model import add_sid_tokens, build_model, train_bpe_tokenizer
 from ray_rec.train.run import prepare_inputs
 
 # 6 items; item 5 has a fourth (de-duplication) level, as colliding SIDs get
@@ -167,10 +168,10 @@ def test_prepare_inputs_attaches_the_run_sasrec(tmp_path):
     cfg = load_config(SFTConfig, None, overrides)
     with pytest.raises(InputError, match="baseline sasrec"):
         prepare_inputs(cfg)
-    SASRec(num_items=48, max_len=5, hidden=16, blocks=1, heads=2).save(paths.sasrec_dir / "model")
+    SASRec(num_items=48, max_len=5, hidden=16, blocks=1, heads=2).save(paths.sasrec_model)
     train = prepare_inputs(cfg)["train"]
     # every training sample's target SID (3 tokens) carries a soft target
-    assert (train.soft_at >= 0).sum() == 3 * len(tasks.read_samples(paths.samples("train")).targets)
+    assert (train.soft_at >= 0).sum() == 3 * len(artifacts.read_samples(paths.samples("train")))
 
 
 def test_bad_distill_settings_are_refused():

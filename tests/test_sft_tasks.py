@@ -13,7 +13,19 @@ import torch
 
 from ray_rec.config import ConfigError, load_config
 from ray_rec.errors import InputError
-from ray_rec.train import prompts, tasks
+from ray_rec.lm import prompts
+from ray_rec.lm.model import (
+    add_dropout,
+    add_sid_tokens,
+    build_model,
+    build_model_and_tokenizer,
+    check_model_folder,
+    codebook_sizes_of,
+    first_sid_id,
+    freeze_base,
+    train_bpe_tokenizer,
+)
+from ray_rec.train import tasks
 from ray_rec.train.config import TASKS, ModelSection, SFTConfig, TasksSection
 from ray_rec.train.deepspeed_config import deepspeed_config
 from ray_rec.train.loop import (
@@ -27,17 +39,6 @@ from ray_rec.train.loop import (
     response_loss,
     tokens_per_micro_batch,
     train_step,
-)
-from ray_rec.train.model import (
-    add_dropout,
-    add_sid_tokens,
-    build_model,
-    build_model_and_tokenizer,
-    check_model_folder,
-    codebook_sizes_of,
-    first_sid_id,
-    freeze_base,
-    train_bpe_tokenizer,
 )
 
 CODES = {0: [1, 2, 3], 1: [4, 5, 6], 2: [7, 0, 2]}
@@ -362,14 +363,3 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "codes.parquet does not exist; run the SID stage first" in err and len(err.strip().splitlines()) == 1
 
-
-def test_docstring_examples():
-    import doctest
-
-    from ray_rec.data import samples
-    from ray_rec.train import deepspeed_config as dsc
-    from ray_rec.train import distill, loop
-
-    for module in (prompts, samples, loop, dsc, distill):  # samples: the sid_seq windows
-        result = doctest.testmod(module)
-        assert result.attempted > 0 and result.failed == 0, module.__name__

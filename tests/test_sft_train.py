@@ -21,9 +21,10 @@ import torch
 from tiny_runs import write_tiny_run
 
 from ray_rec.config import load_config
+from ray_rec.lm.checkpoint import load_sft_model, read_meta
+from ray_rec.lm.model import build_model, first_sid_id
 from ray_rec.train.config import SFTConfig
 from ray_rec.train.loop import probe_logits
-from ray_rec.train.model import build_model, first_sid_id, load_sft_model, read_meta
 from ray_rec.train.run import inputs_dir, prepare_inputs, run_sft
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -52,11 +53,11 @@ def zero2(ray_start_2_cpus, tmp_path_factory):
             "tasks.title_history_sid=0.3", *TINY]
     first = load_config(SFTConfig, None, base + ["train.max_steps=8"])
     run_sft(first)
-    after_first = state_of(paths.sft_dir / "zero2" / "checkpoint_000008")
+    after_first = state_of(paths.sft_dir("zero2") / "checkpoint_000008")
     cfg = load_config(SFTConfig, None, base + ["train.max_steps=16"])
     out = run_sft(cfg)
     return {"paths": paths, "cfg": cfg, "out": out, "after_first": after_first,
-            "final": state_of(paths.sft_dir / "zero2" / "checkpoint_000016")}
+            "final": state_of(paths.sft_dir("zero2") / "checkpoint_000016")}
 
 
 def test_loss_falls_and_every_parameter_changed(zero2):
@@ -87,12 +88,12 @@ def test_exported_model_reloads_to_identical_logits(zero2):
     meta = read_meta(zero2["out"])
     assert meta["sid_method"] == "rqkmeans" and meta["levels"] == 3 and meta["codebook_sizes"] == [8, 8, 8]
     best = Path(meta["checkpoint"])
-    assert best.parent == paths.sft_dir / "zero2" and meta["best_valid_loss"] == min(v for _, v in zero2["final"]["valid"])
+    assert best.parent == paths.sft_dir("zero2") and meta["best_valid_loss"] == min(v for _, v in zero2["final"]["valid"])
     model, tok = load_sft_model(zero2["out"])
     valid = prepare_inputs(cfg)["valid"]
     np.testing.assert_allclose(probe_logits(model, valid), state_of(best)["probe"], rtol=0, atol=1e-5)
     assert first_sid_id(tok) == meta["first_sid_token_id"]
-    assert (paths.sft_dir / "loss.png").stat().st_size > 1000 and (paths.sft_dir / "stage.json").is_file()
+    assert (paths.sft_dir("zero2") / "loss.png").stat().st_size > 1000 and (paths.sft_dir("zero2") / "stage.json").is_file()
     started = time.perf_counter()
     assert run_sft(cfg) == zero2["out"] and time.perf_counter() - started < 5  # finished stage: skipped
 
@@ -104,9 +105,9 @@ def test_freeze_base_survives_a_killed_worker(ray_start_2_cpus, tmp_path):
         "train.eval_every=2", "train.lr=2e-2", "train.crash_at_step=3", "train.crash_rank=1",
         "scaling.max_failures=1", *TINY])
     out = run_sft(cfg)
-    marker = paths.sft_dir / "freeze_crash" / "crash_marker"
+    marker = paths.sft_dir("freeze_crash") / "crash_marker"
     assert marker.is_file(), "the injected fault never fired"
-    final = state_of(paths.sft_dir / "freeze_crash" / "checkpoint_000006")
+    final = state_of(paths.sft_dir("freeze_crash") / "checkpoint_000006")
     assert final["resumed_at"] == [2] and [s for s, _ in final["train"]] == list(range(1, 7))
     model, tok = load_sft_model(out)
     before, first = init_params(cfg), first_sid_id(tok)

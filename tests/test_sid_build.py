@@ -11,14 +11,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ray_rec import artifacts
 from ray_rec.cli import main
-from ray_rec.data.schema import EMBEDDINGS, ITEMS
 from ray_rec.errors import InputError
 from ray_rec.paths import RunPaths
+from ray_rec.schema import EMBEDDINGS, ITEMS
 from ray_rec.sid.build import load_embeddings, run_sid_build, run_sid_builds
 from ray_rec.sid.collisions import colliding
 from ray_rec.sid.config import SIDConfig
-from ray_rec.sid.index_io import read_codes
+from ray_rec.sid.index_io import codes_arrays
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +62,7 @@ def test_parallel_builds_on_industrial_have_no_collisions(ray_start_2_cpus, indu
     for cfg, path in zip(cfgs, paths, strict=True):
         out = path.parent
         assert {"codes.parquet", "index.json", "report.json", "usage.png", "stage.json"} <= {p.name for p in out.iterdir()}
-        item_ids, codes = read_codes(path)
+        item_ids, codes = codes_arrays(artifacts.read_codes(path))
         assert item_ids.tolist() == list(range(3686))
         assert codes.shape[1] in (cfg.levels, cfg.levels + 1)
         assert (codes[:, :3] >= 0).all() and (codes[:, :3] < cfg.sizes[0]).all()
@@ -96,7 +97,7 @@ def test_cli_build_report_import(ray_start_2_cpus, shared_data, tmp_path, capsys
     assert main(["sid", "report", "--run", str(run), "--codebook-size", "8"]) == 0
     out = capsys.readouterr().out
     assert "rqkmeans" in out and "minionerec" in out and "3670" in out
-    assert read_codes(RunPaths(run).codes("minionerec"))[1].shape == (3686, 3)
+    assert codes_arrays(artifacts.read_codes(RunPaths(run).codes("minionerec")))[1].shape == (3686, 3)
     assert main(["sid", "build", "--run", str(run), "--set", "codebook_size=[4,4]"]) == 2  # config error, one line
 
 

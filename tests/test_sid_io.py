@@ -8,9 +8,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from ray_rec.data.schema import CODES
+from ray_rec import artifacts
 from ray_rec.errors import InputError
-from ray_rec.sid.index_io import codes_from_index_json, read_codes, read_index_json, write_codes, write_index_json
+from ray_rec.schema import CODES
+from ray_rec.sid.index_io import codes_arrays, codes_from_index_json, read_index_json, write_codes, write_index_json
 from ray_rec.sid.report import sid_report
 
 
@@ -38,7 +39,7 @@ def test_round_trip_with_variable_length_dedup_level(tmp_path):
     ids = np.array([2, 0, 1, 10])
     codes = np.array([[1, 2, 0], [1, 2, 1], [3, 4, -1], [5, 6, -1]])
     write_codes(ids, codes, tmp_path / "codes.parquet")
-    got_ids, got = read_codes(tmp_path / "codes.parquet")
+    got_ids, got = codes_arrays(artifacts.read_codes(tmp_path / "codes.parquet"))
     assert got_ids.tolist() == [0, 1, 2, 10]
     assert got.tolist() == [[1, 2, 1], [3, 4, -1], [1, 2, 0], [5, 6, -1]]
     stored = pq.read_table(tmp_path / "codes.parquet").column("codes").to_pylist()
@@ -67,4 +68,4 @@ def test_bad_index_json_names_file_and_field(tmp_path, content, match):
 
 def test_missing_codes_file_says_what_to_run(tmp_path):
     with pytest.raises(InputError, match="ray-rec sid build"):
-        read_codes(tmp_path / "nope.parquet")
+        artifacts.read_codes(tmp_path / "nope.parquet")

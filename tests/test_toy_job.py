@@ -79,7 +79,7 @@ def local_head():
 def test_ray_job_submit_short_toy_run(local_head, tmp_path):
     env = cluster_env()
     env["RAY_ADDRESS"] = local_head
-    env["RAY_AUTH_MODE"] = "token"  # Ray 2.60 enables token auth; the submitter must say so (STACK.md)
+    env["RAY_AUTH_MODE"] = "token"  # Ray 2.60 enables token auth; the submitter must say so (docs/running.md)
     run_dir, name = tmp_path / "run", f"job-{uuid.uuid4().hex[:8]}"
     # The recipe itself: ray job submit --working-dir . --runtime-env jobs/runtime_env.yaml -- ray-rec toy train
     cmd = [str(ROOT / "jobs" / "toy_train.sh"), "--config", "jobs/configs/toy_smoke.yaml",

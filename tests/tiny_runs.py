@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ray_rec.data.schema import CODES, ITEMS, SAMPLES
 from ray_rec.io import write_parquet
 from ray_rec.paths import RunPaths
+from ray_rec.schema import CODES, ITEMS, SAMPLES
 
 WORDS = ["tape", "glue", "drill", "saw", "glove", "mask", "pipe", "valve", "screw", "bolt", "nut", "wire"]
 def write_tiny_run(root: Path, n_items: int = 48, n_users: int = 60, seq_len: int = 8, seed: int = 0) -> RunPaths:

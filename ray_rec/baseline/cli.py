@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ray_rec.cli import add_config_args
+from ray_rec.cliargs import add_config_args, config_from_args
 
 
 def register(subparsers: Any) -> None:
@@ -34,10 +34,8 @@ def register(subparsers: Any) -> None:
 
 def _sasrec(args: argparse.Namespace) -> int:
     from ray_rec.baseline.config import SASRecConfig
-    from ray_rec.cli import config_from_args
 
-    cfg = config_from_args(SASRecConfig, args, base={
-        "run": args.run, "num_workers": args.num_workers, "use_gpu": args.use_gpu, "force": args.force})
+    cfg = config_from_args(SASRecConfig, args, ["run", "num_workers", "use_gpu", "force"])
     from ray_rec.baseline.train import run_sasrec
     from ray_rec.metrics import format_table
 

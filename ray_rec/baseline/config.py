@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ray_rec.config import ConfigError, option
+from ray_rec.paths import DEFAULT_RUN
 
 
 @dataclass(frozen=True)
 class SASRecConfig:
-    run: str = option("runs/default", help="run folder: reads data/samples_*.parquet and data/items.parquet, "
+    run: str = option(DEFAULT_RUN, affects_result=False, help="run folder: reads data/samples_*.parquet and data/items.parquet, "
                                                 "writes baseline/sasrec/")
     # model
     hidden: int = option(64, help="embedding and hidden width d")
@@ -44,8 +45,8 @@ class SASRecConfig:
     cpus_per_worker: float = option(1.0, help="CPUs Ray reserves per worker (0.5 lets 2 workers share 1 core)")
     use_gpu: bool = option(False, help="train on one GPU per worker")
     threads: int = option(1, help="torch threads per worker")
-    name: str = option("", help="Ray Train run name (empty: a fresh unique name; a repeated name resumes)")
-    force: bool = option(False, help="retrain even if baseline/sasrec holds a finished run with this config")
+    name: str = option("", affects_result=False, help="Ray Train run name (empty: a fresh unique name; a repeated name resumes)")
+    force: bool = option(False, affects_result=False, help="retrain even if baseline/sasrec holds a finished run with this config")
 
     def __post_init__(self) -> None:
         positive = {"hidden": self.hidden, "blocks": self.blocks, "heads": self.heads, "max_len": self.max_len,

@@ -37,7 +37,6 @@ from ray_rec.data.samples import user_sequences, windows
 from ray_rec.errors import InputError, at
 from ray_rec.metrics import format_table, hr_ndcg, ranks_from_scores
 
-STAGE_IGNORE = ("name", "force")  # fields that do not change the result
 HISTORY_FILE = "history.json"     # per-epoch rows, inside the final checkpoint
 
 
@@ -50,9 +49,10 @@ def count_items(items_path: str | Path) -> int:
     return int(ids.max()) + 1
 
 
-def read_samples(path: str | Path, num_items: int) -> tuple[np.ndarray, pa.ListArray, np.ndarray]:
-    """A SAMPLES Parquet -> (user_id (N,), history list array, target (N,)), ids checked in [0, V)."""
-    table = artifacts.read_samples(path)
+def samples_arrays(table: pa.Table, num_items: int,
+                   path: str | Path = "<samples>") -> tuple[np.ndarray, pa.ListArray, np.ndarray]:
+    """A SAMPLES table (:func:`ray_rec.artifacts.read_samples` of ``path``, named in errors) ->
+    (user_id (N,), history list array, target (N,)), every id checked to lie in [0, V)."""
     history = table.column("history").combine_chunks()
     targets = table.column("target").to_numpy()
     flat = history.flatten().to_numpy()
@@ -165,11 +165,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     num_items = config["num_items"]
 
-    users, history, targets = read_samples(config["train"], num_items)
+    users, history, targets = samples_arrays(artifacts.read_samples(config["train"]), num_items, config["train"])
     inputs, labels = training_arrays(users, history, targets, cfg.max_len, cfg.objective)
     evals = {}
     for split in ("valid", "test"):
-        _, h, t = read_samples(config[split], num_items)
+        _, h, t = samples_arrays(artifacts.read_samples(config[split]), num_items, config[split])
         part = np.array_split(np.arange(len(t)), world)[rank]  # each worker scores its share
         evals[split] = (pad_left(h, cfg.max_len)[part], t[part])
 
@@ -236,14 +236,14 @@ def run_sasrec(cfg: SASRecConfig) -> dict[str, Any]:
 
     Returns {"valid": {hr@K, ndcg@K}, "test": {...}, "best_epoch", "epochs", "train_seconds",
     "train_samples", "params", "model_dir", ...}."""
+    from ray_rec import stages
     from ray_rec.paths import RunPaths
-    from ray_rec.stage import is_done, mark_done
 
     paths = RunPaths(cfg.run)
     out = paths.sasrec_dir
-    if not cfg.force and is_done(out, cfg, STAGE_IGNORE) and (out / "metrics.json").is_file():
+    if not cfg.force and stages.up_to_date("sasrec", cfg) and (out / "metrics.json").is_file():
         print(f"sasrec: {out} already holds this config's results (set force=true to retrain)")
-        if (out / "model").is_dir():  # a run older than the export has none yet
+        if paths.sasrec_model.is_dir():  # a run older than the export has none yet
             ensure_item_embeddings(paths)
         return json.loads((out / "metrics.json").read_text())
     for split in ("train", "valid", "test"):  # the workers read them: refuse a bad file before Ray starts
@@ -253,20 +253,20 @@ def run_sasrec(cfg: SASRecConfig) -> dict[str, Any]:
     result = _fit(cfg, num_items, paths, out)
     metrics = dict(result.metrics)
     with result.checkpoint.as_directory() as ckpt:
-        model_dir = _install_model(Path(ckpt), out / "model")
+        model_dir = _install_model(Path(ckpt), paths.sasrec_model)
         metrics["history"] = json.loads((Path(ckpt) / HISTORY_FILE).read_text())
     metrics.update(num_items=num_items, model_dir=str(model_dir), config=to_dict(cfg))
     export_item_embeddings(model_dir, paths.items, paths.sasrec_embeddings)
     write_outputs(metrics, out)
-    mark_done(out, cfg, started, STAGE_IGNORE, test=metrics["test"], params=metrics["params"])
+    stages.finish("sasrec", cfg, started, test=metrics["test"], params=metrics["params"])
     return metrics
 
 
 def export_item_embeddings(model_dir: str | Path, items_path: str | Path, out: str | Path) -> Path:
     """A trained SASRec's item embeddings -> ``out`` (schema EMBEDDINGS), one row per item of
     ``items_path``; row ``item_id + 1`` of the embedding table (row 0 is padding)."""
-    from ray_rec.data.schema import EMBEDDINGS
     from ray_rec.io import write_parquet
+    from ray_rec.schema import EMBEDDINGS
 
     model = SASRec.load(model_dir)
     ids = artifacts.read_items(items_path, columns=["item_id"]).column("item_id").to_numpy()
@@ -283,9 +283,9 @@ def export_item_embeddings(model_dir: str | Path, items_path: str | Path, out: s
 def ensure_item_embeddings(paths: Any) -> Path:
     """``paths.sasrec_embeddings``, exported from the installed model when it is not there yet."""
     if not paths.sasrec_embeddings.is_file():
-        if not (paths.sasrec_dir / "model").is_dir():
-            raise InputError(f"{paths.sasrec_dir / 'model'} does not exist; run `ray-rec baseline sasrec` first")
-        export_item_embeddings(paths.sasrec_dir / "model", paths.items, paths.sasrec_embeddings)
+        if not paths.sasrec_model.is_dir():
+            raise InputError(f"{paths.sasrec_model} does not exist; run `ray-rec baseline sasrec` first")
+        export_item_embeddings(paths.sasrec_model, paths.items, paths.sasrec_embeddings)
     return paths.sasrec_embeddings
 
 

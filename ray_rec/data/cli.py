@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from ray_rec.cli import add_config_args, config_from_args
+from ray_rec.cliargs import add_config_args, config_from_args
+from ray_rec.paths import DEFAULT_RUN
 
 
 def register(subparsers) -> None:
@@ -38,14 +39,14 @@ def register(subparsers) -> None:
     emb.set_defaults(func=_embed)
 
     st = sub.add_parser("stats", help="counts, sparsity, length distributions and a PNG histogram")
-    st.add_argument("--run", dest="run", default="runs/default", help="run folder (default runs/default)")
+    st.add_argument("--run", dest="run", default=DEFAULT_RUN, help=f"run folder (default {DEFAULT_RUN})")
     st.set_defaults(func=_stats)
 
 
 def _prepare(args: argparse.Namespace) -> int:
     from ray_rec.data.config import DataConfig
 
-    cfg = config_from_args(DataConfig, args, base={k: getattr(args, k) for k in ("run", "source", "path")})
+    cfg = config_from_args(DataConfig, args, ["run", "source", "path"])
     from ray_rec.data.prepare import run_prepare
 
     run_prepare(cfg)
@@ -55,7 +56,7 @@ def _prepare(args: argparse.Namespace) -> int:
 def _embed(args: argparse.Namespace) -> int:
     from ray_rec.data.config import EmbedConfig
 
-    cfg = config_from_args(EmbedConfig, args, base={k: getattr(args, k) for k in ("run", "encoder", "num_actors")})
+    cfg = config_from_args(EmbedConfig, args, ["run", "encoder", "num_actors"])
     from ray_rec.data.embed import read_embeddings, run_embed
 
     path = run_embed(cfg)

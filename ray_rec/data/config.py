@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ray_rec.config import ConfigError, option
+from ray_rec.paths import DEFAULT_RUN
 
 SOURCES = ("synthetic", "minionerec", "lcrec", "beauty", "amazon")
 
@@ -58,7 +59,7 @@ class AmazonConfig:
     user_k: int = option(5, help="k-core: keep users with at least this many interactions (iterated with item_k)")
     item_k: int = option(5, help="k-core: keep items with at least this many interactions")
     max_title_words: int = option(20, help="drop items whose cleaned title has more words than this")
-    num_blocks: int = option(4, help="Ray Data read tasks per plain file (gzip files are read by one task); the output does not depend on it")
+    num_blocks: int = option(4, affects_result=False, help="Ray Data read tasks per plain file (gzip files are read by one task); the output does not depend on it")
 
     def __post_init__(self) -> None:
         for name in ("window_start", "window_end"):
@@ -73,7 +74,7 @@ class AmazonConfig:
 class DataConfig:
     """``ray-rec data prepare``: one data set into typed artifacts under ``<run>/data``."""
 
-    run: str = option("runs/default", help="run folder; artifacts go where ray_rec.paths.RunPaths says")
+    run: str = option(DEFAULT_RUN, affects_result=False, help="run folder; artifacts go where ray_rec.paths.RunPaths says")
     source: Literal["synthetic", "minionerec", "lcrec", "beauty", "amazon"] = option(
         "synthetic", help="synthetic (embedded default) | minionerec | lcrec | beauty | amazon (raw 2018 dumps)")
     path: str = option("", help="folder of the data set for minionerec, lcrec and beauty")
@@ -87,7 +88,7 @@ class DataConfig:
     max_history: int = option(10, help="history length of a sample: the previous <= N items")
     text_template: str = option(DEFAULT_TEMPLATE, help="item text for the items.text column; fields {title} {description} {brand} {categories}")
     max_field_chars: int = option(1000, help="truncate each field to this many characters before filling the template")
-    num_cpus: int = option(0, help="CPUs for a local Ray (amazon source only); 0 = all")
+    num_cpus: int = option(0, affects_result=False, help="CPUs for a local Ray (amazon source only); 0 = all")
     synthetic: SyntheticConfig = option(SyntheticConfig(), help="synthetic catalog settings")
     amazon: AmazonConfig = option(AmazonConfig(), help="raw Amazon dump settings")
 
@@ -106,17 +107,17 @@ class DataConfig:
 class EmbedConfig:
     """``ray-rec data embed``: item text -> vectors with Ray Data ``map_batches`` over an actor pool."""
 
-    run: str = option("runs/default", help="run folder holding data/items.parquet; vectors go to embeddings/")
+    run: str = option(DEFAULT_RUN, affects_result=False, help="run folder holding data/items.parquet; vectors go to embeddings/")
     encoder: str = option("", help="empty = packaged all-MiniLM-L6-v2; else a local sentence-transformers or Hugging Face encoder folder")
     template: str = option("", help="empty = the items.text column; else a template over {title} {description} {brand} {categories}")
     max_field_chars: int = option(1000, help="truncate each field to this many characters when template is set")
     max_length: int = option(128, help="encoder token limit; longer texts are truncated")
     normalize: bool = option(True, help="scale each vector to unit L2 norm")
-    batch_size: int = option(64, help="texts per encoder call (per map_batches batch)")
-    num_actors: int = option(2, help="encoder actors; each loads the model once")
-    cpus_per_actor: float = option(1.0, help="CPUs reserved per actor (torch threads follow it)")
-    gpus_per_actor: float = option(0.0, help="GPUs per actor; > 0 places the encoder on CUDA")
-    flush_every: int = option(20000, help="write a part file every this many vectors so an interrupted run resumes")
+    batch_size: int = option(64, affects_result=False, help="texts per encoder call (per map_batches batch)")
+    num_actors: int = option(2, affects_result=False, help="encoder actors; each loads the model once")
+    cpus_per_actor: float = option(1.0, affects_result=False, help="CPUs reserved per actor (torch threads follow it)")
+    gpus_per_actor: float = option(0.0, affects_result=False, help="GPUs per actor; > 0 places the encoder on CUDA")
+    flush_every: int = option(20000, affects_result=False, help="write a part file every this many vectors so an interrupted run resumes")
 
     def __post_init__(self) -> None:
         if min(self.batch_size, self.num_actors, self.max_length, self.flush_every, self.max_field_chars) < 1:

@@ -29,16 +29,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ray_rec import artifacts
-from ray_rec.data import schema
+from ray_rec import artifacts, schema, stages
 from ray_rec.data.config import EmbedConfig
 from ray_rec.errors import InputError
 from ray_rec.io import write_json, write_parquet
 from ray_rec.paths import RunPaths
-from ray_rec.stage import config_hash, is_done, mark_done
+from ray_rec.stage import fingerprint
 
 # Fields that change the vectors; the others (actors, batch size, ...) only change speed.
-_SPEED_FIELDS = ("run", "batch_size", "num_actors", "cpus_per_actor", "gpus_per_actor", "flush_every")
 
 
 def load_encoder(encoder: str, device: str, max_length: int):
@@ -191,13 +189,12 @@ def embed_to_parts(ids: np.ndarray, texts: list[str], cfg: EmbedConfig, parts: P
 
 def run_embed(cfg: EmbedConfig) -> Path:
     """Embed every item of ``cfg.run`` lacking a vector; returns the embeddings.parquet path."""
-    from ray_rec.data.prepare import read_items
     from ray_rec.data.samples import with_text
     from ray_rec.runtime import init_ray
 
     paths = RunPaths(cfg.run)
     out_dir, final = paths.embeddings.parent, paths.embeddings
-    items = read_items(paths)
+    items = artifacts.read_items(paths.items)
     if cfg.template:
         items = with_text(items, cfg.template, cfg.max_field_chars)
     all_ids = items.column("item_id").to_numpy()
@@ -205,14 +202,14 @@ def run_embed(cfg: EmbedConfig) -> Path:
     hashes = text_hashes(all_texts)
     items_key = hashlib.sha256(all_ids.tobytes() + hashes.tobytes()).hexdigest()[:16]
     stage_file = out_dir / "stage.json"
-    if is_done(out_dir, cfg, ignore=_SPEED_FIELDS) and final.is_file() \
+    if stages.up_to_date("embed", cfg) and final.is_file() \
             and json.loads(stage_file.read_text()).get("items_key") == items_key:
         print(f"embed: {final} is up to date; skipped")
         return final
     started = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
     stage_file.unlink(missing_ok=True)
-    key = config_hash(cfg, ignore=_SPEED_FIELDS)
+    key = fingerprint(cfg)  # vectors of parts written under another encoder or template are not reused
     ids_list, vec_list = _reusable(out_dir, key, all_ids, hashes)
     write_json({"key": key}, out_dir / "vectors.json")
     write_parquet(pa.table({"item_id": pa.array(all_ids, pa.int64()), "hash": pa.array(hashes, pa.int64())}),
@@ -232,6 +229,6 @@ def run_embed(cfg: EmbedConfig) -> Path:
     _, first = np.unique(ids[keep], return_index=True)
     write_parquet(embeddings_table(ids[keep][first], vectors[keep][first]), final, schema.EMBEDDINGS)
     shutil.rmtree(out_dir / "parts", ignore_errors=True)
-    mark_done(out_dir, cfg, started, ignore=_SPEED_FIELDS, items_key=items_key, items=int(len(all_ids)),
+    stages.finish("embed", cfg, started, items_key=items_key, items=int(len(all_ids)),
               embedded=int(todo.sum()), dim=int(vectors.shape[1]))
     return final

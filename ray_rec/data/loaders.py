@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ray_rec.data import schema
+from ray_rec import schema
 from ray_rec.data.samples import build_splits, interactions_table
 from ray_rec.errors import InputError, at
 

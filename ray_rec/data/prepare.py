@@ -1,11 +1,12 @@
 """``run_prepare(cfg)``: one data set -> typed Parquet artifacts in ``<run>/data`` (see ray_rec.paths).
 
 Writes items.parquet, interactions.parquet, samples_{train,valid,test}.parquet (schemas in
-:mod:`ray_rec.data.schema`), each atomically, then manifest.json (counts, sha256 of every artifact,
+:mod:`ray_rec.schema`), each atomically, then manifest.json (counts, sha256 of every artifact,
 the config) and stage.json last; a rerun with the same config is skipped.
 
-Readers by run folder: :func:`read_items`, :func:`read_interactions`, :func:`read_samples` (the
-artifact readers of :mod:`ray_rec.artifacts`, which check and cast every file) and :func:`read_manifest`.
+The Parquet artifacts are read back with :mod:`ray_rec.artifacts` (which checks and casts every
+file), e.g. ``artifacts.read_samples(RunPaths(run).samples("test"))``; :func:`read_manifest` reads the
+manifest of a run folder.
 
 Run it::
 
@@ -20,38 +21,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
-from ray_rec import artifacts
+from ray_rec import schema, stages
 from ray_rec.config import to_dict
-from ray_rec.data import schema
 from ray_rec.data.config import DataConfig
 from ray_rec.data.loaders import Loaded
 from ray_rec.data.samples import with_text
 from ray_rec.errors import InputError
 from ray_rec.io import write_json, write_parquet
 from ray_rec.paths import SPLITS, RunPaths
-from ray_rec.stage import STAGE_FILE, is_done, mark_done
+from ray_rec.stage import STAGE_FILE
 
 
 def _as_paths(paths: RunPaths | str | Path) -> RunPaths:
     return paths if isinstance(paths, RunPaths) else RunPaths(paths)
-
-
-def read_items(paths: RunPaths | str | Path) -> pa.Table:
-    """Items (schema.ITEMS) of a run folder, sorted by item_id (ids 0..n-1)."""
-    return artifacts.read_items(_as_paths(paths).items)
-
-
-def read_interactions(paths: RunPaths | str | Path) -> pa.Table:
-    """Interactions (schema.INTERACTIONS) of a run folder, per user oldest first."""
-    return artifacts.read_interactions(_as_paths(paths).interactions)
-
-
-def read_samples(paths: RunPaths | str | Path, split: str) -> pa.Table:
-    """Samples (schema.SAMPLES) of ``split`` ('train', 'valid', 'test')."""
-    return artifacts.read_samples(_as_paths(paths).samples(split))
 
 
 def read_manifest(paths: RunPaths | str | Path) -> dict:
@@ -138,7 +122,7 @@ def write_artifacts(loaded: Loaded, paths: RunPaths, cfg: DataConfig) -> dict:
 def run_prepare(cfg: DataConfig) -> RunPaths:
     """Prepare the configured data set in ``cfg.run`` (skipped when done with the same config)."""
     paths = RunPaths(cfg.run)
-    if is_done(paths.data_dir, cfg, ignore=("num_cpus",)):
+    if stages.up_to_date("data", cfg):
         print(f"data: {paths.data_dir} is up to date (same config); skipped")
         return paths
     started = time.time()
@@ -147,7 +131,7 @@ def run_prepare(cfg: DataConfig) -> RunPaths:
     loaded = load_source(cfg)
     validate(loaded)
     manifest = write_artifacts(loaded, paths, cfg)
-    mark_done(paths.data_dir, cfg, started, ignore=("num_cpus",), counts=manifest["counts"])
+    stages.finish("data", cfg, started, counts=manifest["counts"])
     c = manifest["counts"]
     print(f"data: {c['items']} items, {c['users']} users, {c['interactions']} interactions; samples "
           f"train {c['samples_train']}, valid {c['samples_valid']}, test {c['samples_test']} -> {paths.data_dir}")

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from ray_rec.data import schema
+from ray_rec import schema
 
 
 def render_text(title: str | None, description: str | None, brand: str | None,

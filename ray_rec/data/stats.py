@@ -24,10 +24,10 @@ def _quantiles(x: np.ndarray) -> dict:
 def compute_stats(paths: RunPaths | str | Path) -> dict:
     """Counts, sparsity (1 - interactions / (users * items)), per-user sequence lengths, per-split
     history lengths and item popularity of a prepared run folder."""
-    from ray_rec.data.prepare import read_interactions, read_items, read_samples
+    from ray_rec import artifacts
 
     paths = paths if isinstance(paths, RunPaths) else RunPaths(paths)
-    items, inter = read_items(paths), read_interactions(paths)
+    items, inter = artifacts.read_items(paths.items), artifacts.read_interactions(paths.interactions)
     users = inter.column("user_id").to_numpy()
     _, seq_len = np.unique(users, return_counts=True)
     pop = np.bincount(inter.column("item_id").to_numpy(), minlength=len(items))
@@ -41,7 +41,7 @@ def compute_stats(paths: RunPaths | str | Path) -> dict:
     }
     hist_lengths = {}
     for split in SPLITS:
-        samples = read_samples(paths, split)
+        samples = artifacts.read_samples(paths.samples(split))
         lengths = np.asarray(samples.column("history").combine_chunks().value_lengths().fill_null(0))
         hist_lengths[split] = lengths
         stats["splits"][split] = {"samples": len(samples), "history_length": _quantiles(lengths)}

@@ -1,7 +1,11 @@
 """``ray-rec evaluate``: constrained beam-search evaluation of an SFT checkpoint on one split.
 
+With no ``--checkpoint`` it scores ``<run>/sft/<sft_name>/model`` (``sft_name`` defaults to sft); results go
+to ``<run>/eval/<name>/<split>/``.
+
     ray-rec evaluate --run runs/demo --split test
-    ray-rec evaluate --checkpoint runs/demo/sft/model --run runs/demo --split valid --set num_actors=4
+    ray-rec evaluate --checkpoint runs/demo/rl/grpo/model --run runs/demo --name grpo --split valid
+    ray-rec evaluate --run runs/demo --set sft_name=wide --name wide   # SFT run "wide": <run>/sft/wide/model
     ray-rec evaluate --config jobs/configs/evaluate.yaml --set device=cuda
 
 Only argparse and the config are imported here, so ``--help`` stays fast.
@@ -11,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from ray_rec.cli import add_config_args, config_from_args
+from ray_rec.cliargs import add_config_args, config_from_args
 
 
 def register(subparsers) -> None:
@@ -20,9 +24,10 @@ def register(subparsers) -> None:
         description="Score a checkpoint on a split with constrained beam search (Ray Data actor pool); "
                     "writes <run>/eval/<name>/<split>/metrics.{json,md} and predictions.parquet.")
     parser.add_argument("--run", help="run folder (default from the config: runs/default)")
-    parser.add_argument("--checkpoint", help="Hugging Face model folder (default <run>/sft/model)")
+    parser.add_argument("--checkpoint", help="Hugging Face model folder (default <run>/sft/<sft_name>/model, "
+                                             "--set sft_name=NAME picks the SFT run, default sft)")
     parser.add_argument("--split", choices=["train", "valid", "test"], help="split to score (default test)")
-    parser.add_argument("--name", help="results name: <run>/eval/<name>/ (default sft)")
+    parser.add_argument("--name", help="results name: <run>/eval/<name>/<split>/ (default sft)")
     parser.add_argument("--num-actors", type=int, dest="num_actors", help="Ray actors (default 2)")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="cpu, or cuda (one GPU per actor)")
     add_config_args(parser)
@@ -32,8 +37,7 @@ def register(subparsers) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from ray_rec.eval.config import EvalConfig
 
-    flags = {k: getattr(args, k) for k in ("run", "checkpoint", "split", "name", "num_actors", "device")}
-    cfg = config_from_args(EvalConfig, args, base=flags)
+    cfg = config_from_args(EvalConfig, args, ["run", "checkpoint", "split", "name", "num_actors", "device"])
 
     from ray_rec.eval.evaluate import run_evaluate
 

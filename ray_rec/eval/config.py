@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ray_rec.config import ConfigError, option
+from ray_rec.paths import DEFAULT_RUN, DEFAULT_SFT
 
 ALL_KS = [1, 3, 5, 10, 20, 50]
 
@@ -19,20 +20,21 @@ ALL_KS = [1, 3, 5, 10, 20, 50]
 class EvalConfig:
     """Constrained beam-search evaluation of a generative recommender on one split."""
 
-    run: str = option("runs/default", help="run folder holding data/, sid/<method>/ and sft/model")
-    checkpoint: str = option("", help="Hugging Face model folder to evaluate; empty = <run>/sft/model")
+    run: str = option(DEFAULT_RUN, affects_result=False, help="run folder holding data/, sid/<method>/ and sft/<sft_name>/model")
+    checkpoint: str = option("", help="Hugging Face model folder to evaluate; empty = <run>/sft/<sft_name>/model")
+    sft_name: str = option(DEFAULT_SFT, help="the SFT run whose model is scored when checkpoint is empty")
     sid_method: str = option("", help="which <run>/sid/<method>/codes.parquet gives the items' SIDs; empty = the "
                                       "method the checkpoint was trained with (its ray_rec_sft.json)")
     split: Literal["train", "valid", "test"] = option("test", help="samples_<split>.parquet to score")
-    name: str = option("sft", help="results go to <run>/eval/<name>/<split>/")
+    name: str = option(DEFAULT_SFT, help="results go to <run>/eval/<name>/<split>/")
     num_beams: int = option(50, help="beam width of the constrained beam search (MiniOneRec uses 50)")
     top_k: int = option(50, help="items kept per user (at most num_beams); the largest K of the metrics")
     ks: list[int] = option(ALL_KS, help="cut-offs K of HR@K and NDCG@K")
     batch_size: int = option(16, help="users per beam-search call and per Ray Data batch")
-    num_actors: int = option(2, help="Ray actors, each loading the checkpoint once")
-    device: Literal["cpu", "cuda"] = option("cpu", help="cpu, or cuda for one GPU per actor")
-    cpus_per_actor: float = option(1.0, help="CPUs Ray reserves per actor")
-    threads_per_actor: int = option(1, help="torch threads per actor (1 avoids thrashing on small machines)")
+    num_actors: int = option(2, affects_result=False, help="Ray actors, each loading the checkpoint once")
+    device: Literal["cpu", "cuda"] = option("cpu", affects_result=False, help="cpu, or cuda for one GPU per actor")
+    cpus_per_actor: float = option(1.0, affects_result=False, help="CPUs Ray reserves per actor")
+    threads_per_actor: int = option(1, affects_result=False, help="torch threads per actor (1 avoids thrashing on small machines)")
     max_users: int = option(0, help="score only the first N samples (0 = all); for smoke runs")
     max_history: int = option(-1, help="newest history items put in a prompt: -1 = as the SFT run recorded "
                                        "(its ray_rec_sft.json), 0 = whole histories")

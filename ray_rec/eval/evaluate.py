@@ -27,17 +27,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ray_rec import artifacts
+from ray_rec import artifacts, stages
 from ray_rec.config import to_dict
-from ray_rec.errors import InputError, at
+from ray_rec.errors import InputError
 from ray_rec.eval.config import EvalConfig
 from ray_rec.io import write_json, write_parquet, write_text
+from ray_rec.lm.checkpoint import trained_max_history, trained_sid_method
+from ray_rec.lm.inputs import samples_with_sids
 from ray_rec.metrics import format_table, hr_ndcg, ranks_from_lists
 from ray_rec.paths import RunPaths
-from ray_rec.stage import is_done, mark_done
+from ray_rec.sid.index_io import codes_by_item
 
 # fields that change how the work is spread, not what is computed
-_LAYOUT_FIELDS = ("num_actors", "device", "cpus_per_actor", "threads_per_actor")
 
 PREDICTIONS = pa.schema([
     pa.field("row", pa.int64(), nullable=False),  # row of the sample in samples_<split>.parquet
@@ -47,28 +48,6 @@ PREDICTIONS = pa.schema([
     pa.field("scores", pa.list_(pa.float64()), nullable=False),  # beam log-probability per item
     pa.field("invalid", pa.int64(), nullable=False),  # finished beams that were no item
 ])
-
-
-def read_codes(path: Path) -> tuple[np.ndarray, list[list[int]]]:
-    """codes.parquet (schema CODES) -> (item_ids (N,), codes per item)."""
-    table = artifacts.read_codes(path)
-    return table.column("item_id").to_numpy(), table.column("codes").to_pylist()
-
-
-def read_samples(path: Path, known_items: np.ndarray, max_users: int = 0) -> pa.Table:
-    """samples_<split>.parquet -> table with a ``row`` column; every item must have a SID."""
-    table = artifacts.read_samples(path)
-    if max_users:
-        table = table.slice(0, max_users)
-    known = set(known_items.tolist())
-    targets, histories = table.column("target").to_pylist(), table.column("history").to_pylist()
-    for row, (target, history) in enumerate(zip(targets, histories, strict=True)):
-        for field, values in (("target", [target]), ("history", history)):
-            unknown = [i for i in values if i not in known]
-            if unknown:
-                raise InputError(f"{at(path, row + 1, field)} item {unknown[0]} has no SID; "
-                                 "were the SIDs built on the same catalogue?")
-    return table.append_column("row", pa.array(np.arange(len(table)), pa.int64()))
 
 
 def fixed_batches(samples: pa.Table, batch_size: int) -> list[pa.Table]:
@@ -93,19 +72,19 @@ class BeamSearchActor:
         set_threads(threads)
         self.tokenizer = PreTrainedTokenizerFast.from_pretrained(checkpoint)
         self.model = AutoModelForCausalLM.from_pretrained(checkpoint).to(device).eval()
-        item_ids, codes = read_codes(Path(codes_path))
-        self.codes_of = dict(zip(item_ids.tolist(), codes, strict=True))
+        table = artifacts.read_codes(codes_path)
+        item_ids, codes = table.column("item_id").to_numpy(), table.column("codes").to_pylist()
+        self.codes_of = codes_by_item(table)
         self.trie = SIDTrie.from_tokenizer(codes, self.tokenizer, item_ids=item_ids).to(device)
         self.num_beams, self.top_k = num_beams, top_k
         # Cut histories as training did (the SFT stage records it) unless told otherwise; 0 = keep them whole.
-        meta = Path(checkpoint) / "ray_rec_sft.json"
         if max_history < 0:
-            max_history = int(json.loads(meta.read_text()).get("max_history", 0)) if meta.is_file() else 0
+            max_history = trained_max_history(checkpoint)
         self.max_history = max_history
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from ray_rec.eval.beam import constrained_beam_search
-        from ray_rec.train.prompts import encode_prompt
+        from ray_rec.lm.prompts import encode_prompt
+        from ray_rec.sid.beam import constrained_beam_search
 
         cut = -self.max_history if self.max_history > 0 else 0
         prompts = [_ids(encode_prompt(self.tokenizer, [self.codes_of[i] for i in h[cut:]]))
@@ -155,18 +134,6 @@ def score(predictions: pa.Table, ks: list[int]) -> dict[str, float]:
     return metrics
 
 
-def trained_sid_method(checkpoint: Path) -> str:
-    """The SID method recorded by the SFT stage in ``<checkpoint>/ray_rec_sft.json``."""
-    from ray_rec.train.model import META_FILE
-
-    meta_path = checkpoint / META_FILE
-    try:
-        return str(json.loads(meta_path.read_text())["sid_method"])
-    except (OSError, KeyError, json.JSONDecodeError):
-        raise InputError(f"{meta_path}: no readable sid_method (not a ray-rec SFT checkpoint?); "
-                         "set sid_method, e.g. --set sid_method=rqkmeans") from None
-
-
 def require_gpus(cfg: EvalConfig) -> None:
     """Fail fast instead of waiting forever for GPUs the cluster does not have."""
     import ray
@@ -175,29 +142,21 @@ def require_gpus(cfg: EvalConfig) -> None:
         raise InputError("device=cuda but the Ray cluster has no GPU; use --device cpu")
 
 
-def newer_than_inputs(out_dir: Path, inputs: list[Path]) -> bool:
-    """True when ``out_dir``'s stage.json was written after every file of ``inputs`` (files or folders)
-    last changed: a retrained checkpoint or rebuilt SIDs make a finished evaluation stale."""
-    stamp = out_dir / "stage.json"
-    files = [f for p in inputs for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()]
-    return stamp.is_file() and all(f.stat().st_mtime <= stamp.stat().st_mtime for f in files)
-
-
 def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Evaluate ``cfg.checkpoint`` on ``cfg.split``; write and return the metrics. An evaluation already
     finished with the same config, checkpoint, SIDs and samples is not redone (its metrics are returned)."""
     paths = RunPaths(cfg.run)
-    out_dir = paths.eval_dir(cfg.name) / cfg.split
-    checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else paths.sft_model
+    out_dir = paths.eval_dir(cfg.name, cfg.split)
+    checkpoint = stages.eval_checkpoint(cfg)
     if not (checkpoint / "config.json").is_file():
         raise InputError(f"{checkpoint}: no Hugging Face model (config.json missing); train one with `ray-rec sft` "
                          "or pass --checkpoint")
     codes_path = paths.codes(cfg.sid_method or trained_sid_method(checkpoint))
-    if is_done(out_dir, cfg, ignore=_LAYOUT_FIELDS) and newer_than_inputs(
-            out_dir, [checkpoint, codes_path, paths.samples(cfg.split)]):
+    if stages.up_to_date("evaluate", cfg) and (out_dir / "metrics.json").is_file():
         return json.loads((out_dir / "metrics.json").read_text())
-    item_ids, _ = read_codes(codes_path)
-    samples = read_samples(paths.samples(cfg.split), item_ids, cfg.max_users)
+    item_ids = artifacts.read_codes(codes_path).column("item_id").to_numpy()
+    samples = samples_with_sids(artifacts.read_samples(paths.samples(cfg.split)), item_ids, paths.samples(cfg.split),
+                                cfg.max_users)
     if len(samples) == 0:
         raise InputError(f"{paths.samples(cfg.split)}: no samples to evaluate")
 
@@ -215,5 +174,5 @@ def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
                out_dir / "metrics.json")
     write_text(f"# {cfg.name} on {cfg.split} ({len(predictions)} users, {cfg.num_beams} beams, "
                f"CC={metrics['cc']})\n\n" + format_table({cfg.name: metrics}, keys), out_dir / "metrics.md")
-    mark_done(out_dir, cfg, started, ignore=_LAYOUT_FIELDS, users=len(predictions), cc=metrics["cc"])
+    stages.finish("evaluate", cfg, started, users=len(predictions), cc=metrics["cc"])
     return {"split": cfg.split, "checkpoint": str(checkpoint), "config": to_dict(cfg), **metrics}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ray_rec.cli import add_config_args, config_from_args
+from ray_rec.cliargs import add_config_args, config_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +22,6 @@ def _run(args: argparse.Namespace) -> int:
     from ray_rec.pipeline.config import PipelineConfig
     from ray_rec.pipeline.run import run_pipeline
 
-    cfg = config_from_args(PipelineConfig, args, base={"run": args.run})
+    cfg = config_from_args(PipelineConfig, args, ["run"])
     run_pipeline(cfg)
     return 0

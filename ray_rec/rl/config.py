@@ -1,6 +1,7 @@
 """RLConfig: the GRPO stage's one config. The ``train`` and ``scaling`` sections are the SFT stage's
-(same backends, schedule, checkpoints and Ray Train workers); ``grpo`` holds what is new: rollouts,
-rewards, the KL weight and the validation ranking that picks the best checkpoint.
+(:mod:`ray_rec.trainer.config`: same backends, schedule, checkpoints and Ray Train workers); ``grpo``
+holds what is new: rollouts, rewards, the KL weight and the validation ranking that picks the best
+checkpoint.
 
 Batch sizes count users (prompts): each user brings ``grpo.group_size`` rollouts. Loaded from
 ``jobs/configs/rl.yaml`` (or ``rl_smoke.yaml``) plus ``--set section.key=value``::
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ray_rec.config import ConfigError, option
-from ray_rec.train.config import RayTrainStage, ScalingSection, TrainSection
+from ray_rec.paths import DEFAULT_RUN, DEFAULT_SFT
+from ray_rec.trainer.config import RayTrainStage, ScalingSection, TrainSection
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,12 @@ RL_TRAIN = TrainSection(lr=1e-4, min_lr_ratio=1.0, warmup_steps=5, global_batch_
 class RLConfig(RayTrainStage):
     """GRPO fine-tuning of an SFT model with constrained beam-search rollouts (``ray-rec rl``)."""
 
-    run: str = option("runs/default", help="run folder holding data/, sid/<method>/ and sft/model; writes rl/")
+    run: str = option(DEFAULT_RUN, affects_result=False,
+                      help="run folder holding data/, sid/<method>/ and sft/<sft_name>/model; writes rl/<name>/")
     name: str = option("grpo", help="Ray Train run name under <run>/rl/; the same name resumes that run")
-    model: str = option("", help="Hugging Face folder of the starting policy; empty = <run>/sft/model")
+    model: str = option("", help="Hugging Face folder of the starting policy; empty = <run>/sft/<sft_name>/model")
+    sft_name: str = option(DEFAULT_SFT, help="the SFT run whose model is the starting policy when model is empty")
     sid_method: str = option("", help="which <run>/sid/<method>/codes.parquet; empty = the one the model was trained on")
     grpo: GRPOSection = option(GRPOSection(), help="rollouts, rewards and validation")
     train: TrainSection = option(RL_TRAIN, help="optimisation (global_batch_size and micro_batch_size count users)")
-    scaling: ScalingSection = option(ScalingSection(), help="Ray Train workers")
+    scaling: ScalingSection = option(ScalingSection(), affects_result=False, help="Ray Train workers")

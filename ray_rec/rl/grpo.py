@@ -2,7 +2,7 @@
 
 One step for a batch of users:
 
-1. :func:`rollout` — constrained beam search (:mod:`ray_rec.eval.beam`) returns the ``G`` best valid
+1. :func:`rollout` — constrained beam search (:mod:`ray_rec.sid.beam`) returns the ``G`` best valid
    SIDs per user, the same search evaluation uses, so the policy is trained on exactly the lists it
    will be judged on. Beams are deterministic, so there is no sampling temperature to tune, and every
    rollout is a real item;
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ray_rec.eval.beam import FILLER_SCORE, pad_prompts, trie_beam_search
+from ray_rec.sid.beam import FILLER_SCORE, pad_prompts, trie_beam_search
 from ray_rec.sid.trie import SIDTrie
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ray_rec.baseline.scorer import SASRecScorer
 from ray_rec.rl.config import RLConfig
 from ray_rec.rl.grpo import completion_logprobs, first_items, grpo_loss, rollout, sid_token_mask, target_nodes
 from ray_rec.rl.rewards import cf_reward, group_advantages, ranking_reward, rule_reward
@@ -52,29 +53,12 @@ def rewards_of(cfg: RLConfig, nodes: np.ndarray, items: np.ndarray, valid: np.nd
     return np.where(valid, base, np.where(np.isfinite(lowest), lowest, 0.0))
 
 
-class SASRecScorer:
-    """Our SASRec's next-item probabilities for a batch of histories (the ``cf`` reward)."""
-
-    def __init__(self, model_dir: str, device: torch.device):
-        from ray_rec.baseline.sasrec import SASRec
-
-        self.model = SASRec.load(model_dir).to(device)
-        self.max_len, self.device = int(self.model.hparams["max_len"]), device
-
-    @torch.no_grad()
-    def __call__(self, histories: list[list[int]]) -> np.ndarray:
-        from ray_rec.baseline.sasrec import encode_histories
-
-        scores = self.model.score(encode_histories(histories, self.max_len).to(self.device))
-        return torch.softmax(scores[:, 1:].float(), dim=-1).cpu().numpy()  # column 0 is padding
-
-
 @torch.no_grad()
 def rank_valid(module, tokenizer, trie, data: dict[str, Any], cfg: RLConfig, rank: int, world: int,
                device: torch.device) -> dict[str, float]:
     """HR@K and NDCG@K of the valid users (each rank ranks every world-th one; sums are all-reduced)."""
-    from ray_rec.eval.beam import constrained_beam_search
     from ray_rec.metrics import hr_ndcg, ranks_from_lists
+    from ray_rec.sid.beam import constrained_beam_search
 
     mine = np.arange(rank, len(data["valid_prompts"]), world)
     k = cfg.grpo.eval_k

@@ -1,18 +1,22 @@
 """``run_rl(cfg)``: the GRPO stage launcher. Builds prompts on the driver, trains under ``TorchTrainer``,
-exports the best checkpoint to ``<run>/rl/model``.
+exports the best checkpoint to ``<run>/rl/<name>/model``.
 
 Steps:
 
-1. read the starting model's ``ray_rec_sft.json`` (SID method, history length), the SIDs and the
-   train/valid samples (every item must have a SID; errors name the file, row and field);
+1. read the starting model's ``ray_rec_sft.json`` (SID method, history length; the model is ``model``,
+   or ``<run>/sft/<sft_name>/model`` when that is empty), the SIDs and the train/valid samples (every
+   item must have a SID; errors name the file, row and field);
 2. encode each sample's history as the SFT prompt and its target as SID tokens; ship them through the
    object store;
-3. ``TorchTrainer`` with the SFT stage's worker settings, ``RunConfig(name, storage_path=<run>/rl)``,
-   checkpoints ranked by valid NDCG@K. A rerun with the same name resumes from its latest checkpoint;
-4. copy the best checkpoint's Hugging Face files to ``<run>/rl/model`` (with the starting model's
-   ``ray_rec_sft.json`` plus an ``rl`` entry, so ``ray-rec evaluate --checkpoint <run>/rl/model`` works),
-   draw ``<run>/rl/curves.png`` (rollout hit rate, KL, valid NDCG@K), write ``history.json`` and ``stage.json``.
-   A finished stage with the same config is skipped.
+3. ``TorchTrainer`` with the SFT stage's worker settings, ``RunConfig(name, storage_path=<run>/rl)``
+   (checkpoints in ``<run>/rl/<name>/``), ranked by valid NDCG@K. A rerun with the same name resumes
+   from its latest checkpoint;
+4. copy the best checkpoint's Hugging Face files to ``<run>/rl/<name>/model`` (with the starting model's
+   ``ray_rec_sft.json`` plus an ``rl`` entry, so ``ray-rec evaluate --checkpoint <run>/rl/<name>/model``
+   works), draw ``curves.png`` (rollout hit rate, KL, valid NDCG@K) and write ``history.json`` and
+   ``stage.json`` beside it. The stage is skipped when its result-affecting config and its inputs
+   (starting model, SIDs, samples, SASRec for the CF reward) are unchanged (:mod:`ray_rec.stage`); when
+   the inputs changed, the run name's folder is cleared and training starts over.
 
 Run it with ``ray-rec rl --config jobs/configs/rl_smoke.yaml --run runs/demo``.
 """
@@ -20,25 +24,24 @@ Run it with ``ray-rec rl --config jobs/configs/rl_smoke.yaml --run runs/demo``.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ray_rec import stages
 from ray_rec.config import to_dict
 from ray_rec.errors import InputError
 from ray_rec.io import save_figure, write_json
 from ray_rec.paths import RunPaths
 from ray_rec.rl.config import RLConfig
-from ray_rec.stage import is_done, mark_done
-
-STAGE_IGNORE = ("scaling",)
 
 
 def model_dir_of(cfg: RLConfig) -> Path:
-    """The starting policy: ``cfg.model`` or ``<run>/sft/model``."""
-    path = Path(cfg.model) if cfg.model else RunPaths(cfg.run).sft_model
+    """The starting policy: ``cfg.model`` or ``<run>/sft/<sft_name>/model``."""
+    path = stages.rl_start_model(cfg)
     if not (path / "config.json").is_file():
         raise InputError(f"{path}: no Hugging Face model (config.json missing); train one with `ray-rec sft` "
                          "or set model=<folder>")
@@ -49,14 +52,16 @@ def prepare_inputs(cfg: RLConfig, model_dir: Path) -> dict[str, Any]:
     """Prompts, targets and SIDs of the train and valid samples (module docstring, steps 1-2)."""
     from transformers import PreTrainedTokenizerFast
 
-    from ray_rec.eval.evaluate import read_codes, read_samples, trained_sid_method
-    from ray_rec.train.model import read_meta
-    from ray_rec.train.prompts import encode_prompt, encode_text, response_text
+    from ray_rec import artifacts
+    from ray_rec.lm.checkpoint import read_meta, trained_sid_method
+    from ray_rec.lm.inputs import samples_with_sids
+    from ray_rec.lm.prompts import encode_prompt, encode_text, response_text
 
     paths = RunPaths(cfg.run)
     meta = read_meta(model_dir)
     codes_path = paths.codes(cfg.sid_method or trained_sid_method(model_dir))
-    item_ids, codes = read_codes(codes_path)
+    table = artifacts.read_codes(codes_path)
+    item_ids, codes = table.column("item_id").to_numpy(), table.column("codes").to_pylist()
     distinct = len({tuple(c) for c in codes})
     if cfg.grpo.group_size > distinct:
         raise InputError(f"grpo.group_size={cfg.grpo.group_size} exceeds the {distinct} distinct SIDs of {codes_path}")
@@ -65,7 +70,7 @@ def prepare_inputs(cfg: RLConfig, model_dir: Path) -> dict[str, Any]:
     cut = int(meta.get("max_history", 0))
     out: dict[str, Any] = {"item_ids": item_ids, "codes": codes, "meta": meta, "codes_path": str(codes_path)}
     for split, limit in (("train", cfg.grpo.max_prompts), ("valid", cfg.grpo.eval_users)):
-        samples = read_samples(paths.samples(split), item_ids, limit)
+        samples = samples_with_sids(artifacts.read_samples(paths.samples(split)), item_ids, paths.samples(split), limit)
         if len(samples) == 0:
             raise InputError(f"{paths.samples(split)}: no samples")
         histories = [h[-cut:] if cut > 0 else h for h in samples.column("history").to_pylist()]
@@ -85,12 +90,12 @@ def prepare_inputs(cfg: RLConfig, model_dir: Path) -> dict[str, Any]:
 def make_trainer(cfg: RLConfig, data_ref, model_dir: Path, sasrec_dir: str):
     """The TorchTrainer of this config (driver side; Ray must be initialised)."""
     from ray_rec.rl.loop import train_loop_per_worker
-    from ray_rec.train.run import crash_marker, torch_trainer
+    from ray_rec.trainer.launch import crash_marker, torch_trainer
 
     return torch_trainer(train_loop_per_worker,
                          {"cfg": cfg, "data": data_ref, "model_dir": str(model_dir), "sasrec_dir": sasrec_dir,
-                          "crash_marker": crash_marker(cfg, RunPaths(cfg.run).rl_dir)},
-                         cfg.scaling, cfg.name, RunPaths(cfg.run).rl_dir, cfg.train.checkpoints_to_keep,
+                          "crash_marker": crash_marker(cfg, RunPaths(cfg.run).rl_root)},
+                         cfg.scaling, cfg.name, RunPaths(cfg.run).rl_root, cfg.train.checkpoints_to_keep,
                          f"valid_ndcg@{cfg.grpo.eval_k}", "max")
 
 
@@ -124,21 +129,24 @@ def plot_curves(state: dict[str, Any], key: str, path: Path) -> Path:
 
 
 def run_rl(cfg: RLConfig) -> Path:
-    """Train (or resume) and export; returns ``<run>/rl/model``."""
+    """Train (or resume) and export; returns ``<run>/rl/<name>/model``."""
     from ray_rec.runtime import init_ray
-    from ray_rec.train.run import best_checkpoint_dir, export_model
+    from ray_rec.trainer.launch import best_checkpoint_dir, export_model
 
     paths = RunPaths(cfg.run)
-    out = paths.rl_dir / "model"
-    if is_done(paths.rl_dir, cfg, STAGE_IGNORE) and (out / "config.json").is_file():
-        print(f"rl: {out} is up to date for this config; skipping")
-        return out
-    started = time.time()
+    out_dir, out = paths.rl_dir(cfg.name), paths.rl_model(cfg.name)
     model_dir = model_dir_of(cfg)
+    if stages.up_to_date("rl", cfg) and (out / "config.json").is_file():
+        print(f"rl: {out} is up to date for this config and its inputs; skipping")
+        return out
+    if stages.inputs_changed("rl", cfg):
+        print(f"rl: the starting model, data or SIDs changed since {out_dir} was trained; starting that run over")
+        shutil.rmtree(out_dir)
+    started = time.time()
     inputs = prepare_inputs(cfg, model_dir)  # bad input fails here, before Ray starts
     sasrec_dir = ""
     if cfg.grpo.cf_weight > 0:
-        sasrec_dir = str(paths.sasrec_dir / "model")
+        sasrec_dir = str(paths.sasrec_model)
         if not (Path(sasrec_dir) / "model.json").is_file():
             raise InputError(f"{sasrec_dir}: no SASRec model for grpo.cf_weight > 0; run `ray-rec baseline sasrec` "
                              "first or set grpo.cf_weight=0")
@@ -159,9 +167,9 @@ def run_rl(cfg: RLConfig) -> Path:
                                      "steps": state["step"], "best_" + key: state["best"],
                                      "start_" + key: state["valid"][0][key]}}
     export_model(best, out, meta)
-    plot_curves(state, key, paths.rl_dir / "curves.png")
-    write_json({"train": state["train"], "valid": state["valid"]}, paths.rl_dir / "history.json")
-    mark_done(paths.rl_dir, cfg, started, STAGE_IGNORE, steps=state["step"], checkpoint=str(best), model=str(out),
+    plot_curves(state, key, out_dir / "curves.png")
+    write_json({"train": state["train"], "valid": state["valid"]}, out_dir / "history.json")
+    stages.finish("rl", cfg, started, steps=state["step"], checkpoint=str(best), model=str(out),
               **{"start_" + key: state["valid"][0][key], "best_" + key: state["best"]})
     print(f"rl: {key} {state['valid'][0][key]:.4f} before, best {state['best']:.4f} at {best.name}; model in {out}")
     return out

@@ -24,23 +24,18 @@ from typing import Any
 
 import numpy as np
 
-from ray_rec import artifacts
+from ray_rec import artifacts, stages
 from ray_rec.errors import InputError, at
 from ray_rec.io import save_figure, write_json
 from ray_rec.paths import RunPaths
 from ray_rec.sid.collisions import add_dedup_level, balance_last_level
 from ray_rec.sid.config import SIDConfig
-from ray_rec.sid.index_io import read_codes, read_index_json, write_codes, write_index_json
+from ray_rec.sid.index_io import read_index_json, write_codes, write_index_json
 from ray_rec.sid.quantize import Quantizer, check_embeddings, sample_rows
 from ray_rec.sid.report import collision_stats, plot_usage, report_row, sid_report
-from ray_rec.stage import is_done, mark_done
 
-__all__ = ["run_sid_build", "run_sid_builds", "read_codes", "import_index", "load_embeddings", "fit_method",
+__all__ = ["run_sid_build", "run_sid_builds", "import_index", "load_embeddings", "fit_method",
            "fit_parallel"]
-
-# Fields that change how the work is spread, not the codes: a change does not redo the stage.
-RUNTIME_FIELDS = ("assign_chunk", "threads", "num_cpus")
-
 
 def check_item_ids(item_ids: np.ndarray, where: str | Path, items_path: Path | None = None) -> None:
     """Refuse duplicate ids, and ids that differ from the run's items table when it exists."""
@@ -154,7 +149,7 @@ def _finish(cfg: SIDConfig, started: float, item_ids: np.ndarray, x: np.ndarray,
                   fit_seconds=round(fit_seconds, 3),
                   seconds=round(time.time() - started, 3))
     codes_path = write_sid_artifacts(out_dir, item_ids, final, report, f"{cfg.out_name} ({cfg.method})")
-    mark_done(out_dir, cfg, started, ignore=RUNTIME_FIELDS, **report_row(cfg.out_name, report))
+    stages.finish("sid", cfg, started, **report_row(cfg.out_name, report))
     return codes_path
 
 
@@ -166,7 +161,7 @@ def run_sid_builds(cfgs: list[SIDConfig]) -> list[Path]:
     names = [str(RunPaths(c.run).sid_dir(c.out_name)) for c in cfgs]
     if len(set(names)) != len(names):
         raise InputError("two builds would write the same folder; give each a different name= (or method)")
-    todo = [c for c in cfgs if not is_done(RunPaths(c.run).sid_dir(c.out_name), c, ignore=RUNTIME_FIELDS)]
+    todo = [c for c in cfgs if not stages.up_to_date("sid", c)]
     if todo:
         init_ray(num_cpus=todo[0].num_cpus or None, dashboard=False)
     for emb_path in sorted({_embeddings_path(c) for c in todo}):

@@ -20,7 +20,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ray_rec.cli import add_config_args, config_from_args
+from ray_rec.cliargs import add_config_args, config_from_args
+from ray_rec.paths import DEFAULT_RUN
 
 _METHODS = ["rqkmeans", "rqkmeans_constrained", "rqvae", "rqkmeans_plus"]
 
@@ -31,9 +32,7 @@ def _build(args: argparse.Namespace) -> int:
     from ray_rec.sid.build import run_sid_builds
     from ray_rec.sid.config import SIDConfig
 
-    base = {"run": args.run, "seed": args.seed, "levels": args.levels, "codebook_size": args.codebook_size,
-            "embeddings": args.embeddings, "name": args.name, "epochs": args.epochs}
-    cfg = config_from_args(SIDConfig, args, base=base)
+    cfg = config_from_args(SIDConfig, args, ["run", "seed", "levels", "codebook_size", "embeddings", "name", "epochs"])
     methods = args.method or [cfg.method]
     if args.name and len(methods) > 1:
         from ray_rec.errors import InputError
@@ -67,10 +66,11 @@ def _resolve(source: str, run: str) -> Path:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from ray_rec import artifacts
     from ray_rec.errors import InputError
     from ray_rec.io import write_json
     from ray_rec.paths import RunPaths
-    from ray_rec.sid.index_io import read_codes, read_index_json
+    from ray_rec.sid.index_io import codes_arrays, read_index_json
     from ray_rec.sid.report import format_report, report_row, sid_report
 
     sources = [_resolve(s, args.run) for s in args.sources]
@@ -81,7 +81,7 @@ def _report(args: argparse.Namespace) -> int:
             raise InputError(f"{root}: no SID sets here; run `ray-rec sid build` or pass a codes.parquet / index.json")
     reports = {}
     for src in sources:
-        _, codes = read_index_json(src) if src.suffix == ".json" else read_codes(src)
+        _, codes = read_index_json(src) if src.suffix == ".json" else codes_arrays(artifacts.read_codes(src))
         sizes = [args.codebook_size] * min(args.levels, codes.shape[1])
         name = src.parent.name if src.name == "codes.parquet" else src.name
         reports[name] = sid_report(codes, sizes)
@@ -121,7 +121,7 @@ def register(subparsers: Any) -> None:
     r = sub.add_parser("report", help="collisions, usage and entropy of SID sets",
                        description="Report on codes.parquet files, index.json files or SID sets of a run.")
     r.add_argument("sources", nargs="*", help="codes.parquet, index.json or a name under <run>/sid/ (default: all of them)")
-    r.add_argument("--run", default="runs/default", help="run folder (default runs/default)")
+    r.add_argument("--run", default=DEFAULT_RUN, help=f"run folder (default {DEFAULT_RUN})")
     r.add_argument("--levels", type=int, default=3, help="quantizer levels; later levels count as de-duplication (default 3)")
     r.add_argument("--codebook-size", type=int, default=256, help="codes per quantizer level (default 256)")
     r.add_argument("--out", help="also write the reports as JSON here")
@@ -130,6 +130,6 @@ def register(subparsers: Any) -> None:
     i = sub.add_parser("import", help="bring a MiniOneRec index.json into <run>/sid/<name>/",
                        description="Read SIDs made elsewhere (MiniOneRec/LC-Rec/LETTER index.json) into the codes artifact.")
     i.add_argument("index_json", help="index.json: {\"0\": [\"<a_236>\", \"<b_231>\", \"<c_226>\"], ...}")
-    i.add_argument("--run", default="runs/default", help="run folder (default runs/default)")
+    i.add_argument("--run", default=DEFAULT_RUN, help=f"run folder (default {DEFAULT_RUN})")
     i.add_argument("--name", default="imported", help="folder under <run>/sid/ (default imported)")
     i.set_defaults(func=_import)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ray_rec.config import ConfigError, option
+from ray_rec.paths import DEFAULT_RUN
 
 Method = Literal["rqkmeans", "rqkmeans_constrained", "rqvae", "rqkmeans_plus"]
 METHODS: tuple[str, ...] = ("rqkmeans", "rqkmeans_constrained", "rqvae", "rqkmeans_plus")
@@ -23,7 +24,7 @@ NEURAL_METHODS: tuple[str, ...] = ("rqvae", "rqkmeans_plus")
 class SIDConfig:
     """One quantizer fit and the items it assigns: <run>/embeddings -> <run>/sid/<name>/."""
 
-    run: str = option("runs/default", help="run folder: reads embeddings/embeddings.parquet, writes sid/<name>/")
+    run: str = option(DEFAULT_RUN, affects_result=False, help="run folder: reads embeddings/embeddings.parquet, writes sid/<name>/")
     method: Method = option("rqkmeans_constrained", help="rqkmeans | rqkmeans_constrained | rqvae | rqkmeans_plus")
     name: str = option("", help="output folder under <run>/sid/ (empty = the method name)")
     embeddings: str = option("", help="embeddings Parquet to read (empty = <run>/embeddings/embeddings.parquet)")
@@ -51,9 +52,9 @@ class SIDConfig:
     beta: float = option(0.25, help="rqvae/rqkmeans_plus: commitment loss weight")
     dead_code_every: int = option(10, help="rqvae/rqkmeans_plus: reset unused codes to random residuals every N epochs (0 = never)")
     # orchestration
-    assign_chunk: int = option(50_000, help="items per Ray assignment task (a large catalogue is split across tasks)")
-    threads: int = option(1, help="torch/faiss threads inside each Ray task")
-    num_cpus: int = option(0, help="CPUs for a local Ray (0 = all); ignored when connecting to a cluster")
+    assign_chunk: int = option(50_000, affects_result=False, help="items per Ray assignment task (a large catalogue is split across tasks)")
+    threads: int = option(1, affects_result=False, help="torch/faiss threads inside each Ray task")
+    num_cpus: int = option(0, affects_result=False, help="CPUs for a local Ray (0 = all); ignored when connecting to a cluster")
 
     def __post_init__(self) -> None:
         if not 1 <= self.levels <= 9:

@@ -43,7 +43,7 @@ def fit_constrained(x: np.ndarray, sizes: list[int], seed: int = 0, slack: float
     codebooks, codes = [], np.empty((len(x), len(sizes)), dtype=np.int64)
     for level, k in enumerate(sizes):
         lo, hi = size_bounds(len(x), k, slack)
-        # n_jobs=1: n_jobs>1 fails on read-only buffers in 0.9.1 (see STACK.md).
+        # n_jobs=1: k-means-constrained 0.9.1 fails on read-only buffers when n_jobs > 1.
         km = KMeansConstrained(n_clusters=k, size_min=lo, size_max=hi, random_state=seed + level,
                                n_init=n_init, max_iter=max_iter, n_jobs=1)
         labels = np.asarray(km.fit_predict(residual), dtype=np.int64)

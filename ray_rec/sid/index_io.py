@@ -3,11 +3,13 @@
 ``index.json`` maps item ids to token lists, ``{"0": ["<a_236>", "<b_231>", "<c_226>"], ...}``; it is
 how MiniOneRec, LC-Rec and LETTER ship SIDs. Reading one gives the same codes artifact this package
 builds, so SIDs made elsewhere go through the same report, trie and training; writing one lets
-MiniOneRec users take ours out. In memory, codes are an (n, L) int64 array; a de-duplication level
-that only some items have is padded with -1 (:data:`ray_rec.sid.collisions.PAD`). Example::
+MiniOneRec users take ours out. The Parquet file is read by :func:`ray_rec.artifacts.read_codes` alone;
+this module turns its table into the two in-memory forms: an (n, L) int64 array where a
+de-duplication level that only some items have is padded with -1 (:data:`ray_rec.sid.collisions.PAD`,
+:func:`codes_arrays`), or a dict item -> codes (:func:`codes_by_item`). Example::
 
     table = codes_from_index_json("../shared/data/amazon18_industrial/Industrial_and_Scientific.index.json")
-    item_ids, codes = read_codes(RunPaths("runs/default").codes("rqkmeans_constrained"))
+    item_ids, codes = codes_arrays(artifacts.read_codes(RunPaths("runs/default").codes("rqkmeans_constrained")))
 """
 
 from __future__ import annotations
@@ -18,10 +20,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ray_rec import artifacts
-from ray_rec.data.schema import CODES
 from ray_rec.errors import InputError, at
 from ray_rec.io import write_parquet, write_text
+from ray_rec.schema import CODES
 from ray_rec.sid.collisions import PAD
 from ray_rec.sid.tokens import parse_sid, sid_token
 
@@ -53,16 +54,25 @@ def write_codes(item_ids: np.ndarray, codes: np.ndarray, path: str | Path) -> Pa
     return write_parquet(codes_table(item_ids, codes), path, CODES)
 
 
-def read_codes(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Codes Parquet -> (item_ids (n,) int64, codes (n, L) int64), sorted by item id.
+def codes_arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """A CODES table (:func:`ray_rec.artifacts.read_codes`) -> (item_ids (n,) int64, codes (n, L) int64),
+    sorted by item id: the form the quantizers and reports compute with.
 
     Items without the de-duplication level (or any shorter SID) are padded with -1 on the right.
     """
-    table = artifacts.read_codes(path)
     item_ids = table.column("item_id").to_numpy()
     codes = pad_codes(table.column("codes").to_pylist())
     order = np.argsort(item_ids, kind="stable")
     return item_ids[order], codes[order]
+
+
+def codes_by_item(table: pa.Table) -> dict[int, list[int]]:
+    """A CODES table -> {item id: its codes}, in table order: the form prompts and tries are built from.
+
+    >>> codes_by_item(pa.table({"item_id": [4, 1], "codes": [[0, 2], [3, 1, 0]]}))
+    {4: [0, 2], 1: [3, 1, 0]}
+    """
+    return dict(zip(table.column("item_id").to_pylist(), table.column("codes").to_pylist(), strict=True))
 
 
 def read_index_json(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

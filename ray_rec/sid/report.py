@@ -38,8 +38,9 @@ def entropy_bits(counts: np.ndarray) -> float:
 def collision_stats(codes: np.ndarray) -> dict[str, Any]:
     """(n, L) codes (-1 padded) -> items, distinct SIDs, collision rate, colliding items, max items per SID.
 
-    >>> collision_stats(np.array([[1, 2], [1, 2], [1, 3]]))["collision_rate"]
-    0.3333333333333333
+    >>> stats = collision_stats(np.array([[1, 2], [1, 2], [1, 3]]))
+    >>> stats["distinct_sids"], stats["colliding_items"], round(stats["collision_rate"], 4)
+    (2, 2, 0.3333)
     """
     inverse, counts = sid_groups(codes)
     n = len(codes)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ray_rec.cli import add_config_args
+from ray_rec.cliargs import add_config_args, config_from_args
 
 # flag dest -> dotted config key
 _FLAG_KEYS = {
@@ -81,35 +81,11 @@ def register(subparsers: Any) -> None:
     tune.set_defaults(func=_tune)
 
 
-def _nested(args: argparse.Namespace) -> dict[str, Any]:
-    """Flags given on the command line as a nested dict of config keys."""
-    out: dict[str, Any] = {}
-    for dest, key in _FLAG_KEYS.items():
-        value = getattr(args, dest, None)
-        if value is None:
-            continue
-        *sections, leaf = key.split(".")
-        node = out
-        for s in sections:
-            node = node.setdefault(s, {})
-        node[leaf] = value
-    return out
-
-
-def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for k, v in top.items():
-        merged[k] = _merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
-    return merged
-
-
 def config_from_cli(args: argparse.Namespace):
     """ToyConfig from ``--config``, then the shorthand flags, then ``--set`` overrides."""
-    from ray_rec.config import load_config, read_yaml
     from ray_rec.toy.config import ToyConfig
 
-    data = read_yaml(args.config) if args.config else {}
-    return load_config(ToyConfig, None, args.overrides, base=_merge(data, _nested(args)))
+    return config_from_args(ToyConfig, args, _FLAG_KEYS)
 
 
 def _data(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from typing import Literal
 
 from ray_rec.config import ConfigError, option
 from ray_rec.metrics import DEFAULT_KS
+from ray_rec.paths import DEFAULT_RUN
 
 
 @dataclass(frozen=True)
@@ -130,12 +131,12 @@ class ToyTuneConfig:
 class ToyConfig:
     """Everything ``ray-rec toy train`` and ``ray-rec toy tune`` need."""
 
-    run: str = option("runs/default", help="run folder; toy outputs go to <run>/toy/")
+    run: str = option(DEFAULT_RUN, affects_result=False, help="run folder; toy outputs go to <run>/toy/")
     name: str = option("toy", help="Ray Train run name; starting a run with the same name resumes it")
     seed: int = option(0, help="seed for data generation, initialisation, shuffling and dropout")
     device: Literal["cpu", "cuda"] = option("cpu", help="'cpu' (DDP over gloo) or 'cuda' (DDP over NCCL, one GPU per worker)")
     num_workers: int = option(2, help="Ray Train workers (data-parallel processes)")
-    cpus_per_worker: float = option(1.0, help="logical CPUs reserved per Ray Train worker")
+    cpus_per_worker: float = option(1.0, affects_result=False, help="logical CPUs reserved per Ray Train worker")
     data: ToyDataConfig = option(ToyDataConfig(), help="data section")
     model: ToyModelConfig = option(ToyModelConfig(), help="model section")
     train: ToyOptimConfig = option(ToyOptimConfig(), help="optimisation section")

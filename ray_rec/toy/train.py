@@ -20,17 +20,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from ray_rec import stages
 from ray_rec.config import from_dict, to_dict
 from ray_rec.errors import InputError
 from ray_rec.io import save_figure, write_json
 from ray_rec.metrics import format_table
 from ray_rec.paths import RunPaths
-from ray_rec.stage import is_done, mark_done
 from ray_rec.toy.config import ToyConfig
 from ray_rec.toy.loop import fit, load_state, save_state
 
 # Config fields that do not change what is trained.
-IGNORE = ("cpus_per_worker", "tune")
 
 
 class RayTrainSession:
@@ -110,7 +109,7 @@ def run_toy_train(cfg: ToyConfig) -> dict[str, Any]:
 
     started = time.time()
     out = RunPaths(cfg.run).toy_train_dir(cfg.name)
-    if is_done(out, cfg, IGNORE):
+    if stages.up_to_date("toy_train", cfg):
         print(f"[toy] {out} already holds this run; delete it or change the config to retrain", flush=True)
         return json.loads((out / "metrics.json").read_text())
     if cfg.device == "cuda" and not os.environ.get("RAY_ADDRESS"):
@@ -143,7 +142,7 @@ def run_toy_train(cfg: ToyConfig) -> dict[str, Any]:
     write_json(metrics, out / "metrics.json")
     write_json(history, out / "history.json")
     plot_history(history, out / "curves.png")
-    mark_done(out, cfg, started, IGNORE, epochs=len(history), checkpoint=result.checkpoint.path)
+    stages.finish("toy_train", cfg, started, epochs=len(history), checkpoint=result.checkpoint.path)
     print(summary_table(metrics), flush=True)
     return metrics
 

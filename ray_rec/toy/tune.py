@@ -25,17 +25,16 @@ import torch
 import yaml
 from torch import nn
 
+from ray_rec import stages
 from ray_rec.config import from_dict, to_dict
 from ray_rec.errors import InputError
 from ray_rec.io import atomic_path, save_figure, write_json, write_text
 from ray_rec.paths import RunPaths
-from ray_rec.stage import is_done, mark_done
 from ray_rec.toy.config import ToyConfig
 from ray_rec.toy.loop import fit
 
 METRIC = "ndcg@10"
 # Config fields that do not change the sweep's outcome (each trial runs in one process).
-IGNORE = ("num_workers", "cpus_per_worker", "name")
 # sampled key -> (config section, field)
 SEARCHED = {"lr": ("train", "lr"), "embed_dim": ("model", "embed_dim"), "max_len": ("data", "max_len"),
             "batch_size": ("train", "batch_size"), "pooling": ("model", "pooling")}
@@ -99,7 +98,7 @@ def run_toy_tune(cfg: ToyConfig) -> dict[str, Any]:
 
     started = time.time()
     out = RunPaths(cfg.run).toy_tune_dir(cfg.tune.name)
-    if is_done(out, cfg, IGNORE):
+    if stages.up_to_date("toy_tune", cfg):
         print(f"[toy] {out} already holds this sweep; delete it or change the config to rerun", flush=True)
         return json.loads((out / "summary.json").read_text())
     seqs = load_sequences(cfg.data, cfg.seed)  # bad JSONL fails here, before anything is written
@@ -130,7 +129,7 @@ def run_toy_tune(cfg: ToyConfig) -> dict[str, Any]:
     summary = {"best_config": _sampled(best.config), "best_metrics": _plain(best.metrics), "dir": str(out),
                "trials": len(grid), "errors": len(grid.errors), "seconds": round(time.time() - started, 1)}
     write_json(summary, out / "summary.json")
-    mark_done(out, cfg, started, IGNORE, trials=len(grid))
+    stages.finish("toy_tune", cfg, started, trials=len(grid))
     print(f"[toy] best trial: {METRIC} {best.metrics[METRIC]:.4f} with {summary['best_config']}\n"
           f"[toy] sweep results in {out}", flush=True)
     return summary

@@ -18,7 +18,8 @@ the soft term. The teacher only reads the items of the student's own example (th
 Measured (README, ``bench/results/paired_*_distill.md``): w = 0.5 within noise of no teacher on
 Scientific and Industrial, w = 0.9 clearly worse on Scientific; so it is off by default.
 
-:func:`code_marginals` is the math; :class:`Teacher` runs SASRec over the examples' item sequences.
+:func:`code_marginals` is the math; :class:`Teacher` runs SASRec (through the shared
+:class:`ray_rec.baseline.scorer.SASRecScorer`) over the examples' item sequences.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ray_rec.baseline.scorer import SASRecScorer
 from ray_rec.data.samples import windows
 from ray_rec.errors import InputError
 from ray_rec.sid.collisions import PAD
@@ -83,29 +85,23 @@ class Teacher:
 
     def __init__(self, model_dir: str | Path, codes: dict[int, list[int]], temperature: float = 1.0,
                  batch_size: int = 64):
-        from ray_rec.baseline.sasrec import SASRec
-
         model_dir = Path(model_dir)
         if not (model_dir / "model.json").is_file():
             raise InputError(f"{model_dir}: no SASRec model to distil from (distill.weight > 0); run "
                              "`ray-rec baseline sasrec` on this run first, or set distill.teacher")
-        self.model = SASRec.load(model_dir)
+        self.scorer = SASRecScorer(model_dir)
+        self.model = self.scorer.model
         self.codes = torch.from_numpy(code_matrix(codes, self.model.num_items))
         self.size = int(self.codes.max()) + 1
         self.temperature, self.batch_size = temperature, batch_size
 
-    @torch.no_grad()
     def _next_item_probs(self, pieces: list[list[int]]) -> list[torch.Tensor]:
         """Per piece of at most max_len + 1 items: (len - 1, N) probabilities of items 1.. given the
         items before each, within the piece."""
-        from ray_rec.baseline.sasrec import encode_histories
-
         out = []
         for s in range(0, len(pieces), self.batch_size):
             part = pieces[s:s + self.batch_size]
-            seq = encode_histories([p[:-1] for p in part], self.model.max_len)
-            logits = self.model.logits(self.model(seq))[..., 1:] / self.temperature  # drop the padding column
-            probs = torch.softmax(logits.float(), dim=-1)
+            probs = self.scorer.position_probs([p[:-1] for p in part], self.temperature)
             out.extend(probs[r, self.model.max_len - (len(p) - 1):] for r, p in enumerate(part))
         return out
 

@@ -347,7 +347,7 @@ def valid_loss(backend: Backend, valid: Examples, cfg: SFTConfig, rank: int, wor
 
 def save_checkpoint(backend: Backend, tokenizer, state: dict, rank: int) -> tempfile.TemporaryDirectory:
     """Write this rank's part of a checkpoint into a temporary folder (kept alive by the return value)."""
-    from ray_rec.train.model import save_sft_model
+    from ray_rec.lm.checkpoint import save_sft_model
 
     tmp = tempfile.TemporaryDirectory(prefix="ray_rec_sft_ckpt_")
     folder = Path(tmp.name)
@@ -422,8 +422,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     import ray
     import ray.train
 
+    from ray_rec.lm.model import add_dropout, build_model, freeze_base
     from ray_rec.runtime import set_threads
-    from ray_rec.train.model import add_dropout, build_model, freeze_base
 
     cfg: SFTConfig = loop_config["cfg"]
     set_threads(cfg.scaling.threads_per_worker)

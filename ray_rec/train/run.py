@@ -1,5 +1,5 @@
 """``run_sft(cfg)``: the SFT stage launcher. Builds inputs on the driver, trains under ``TorchTrainer``,
-exports the best checkpoint to ``<run>/sft/model``.
+exports the best checkpoint to ``<run>/sft/<name>/model``.
 
 Steps:
 
@@ -9,12 +9,15 @@ Steps:
    that a resumed run tokenizes identically; tokenize the weighted task mix (with ``distill.weight``
    > 0, plus the run SASRec's soft targets: :mod:`ray_rec.train.distill`); ship it to the workers
    through the object store;
-3. ``TorchTrainer`` with ``ScalingConfig`` / ``RunConfig(name, storage_path=<run>/sft)`` /
-   ``FailureConfig`` / ``CheckpointConfig`` (best by valid loss). A rerun with the same name resumes
-   from its latest checkpoint; a lost worker restarts the group from it;
-4. copy the best checkpoint's Hugging Face files to ``<run>/sft/model`` with ``ray_rec_sft.json``
-   (SID method, levels, codebook sizes, prompt settings), draw ``<run>/sft/loss.png``, write
-   ``<run>/sft/stage.json``. A finished stage with the same config is skipped.
+3. ``TorchTrainer`` (:func:`ray_rec.trainer.launch.torch_trainer`) with ``ScalingConfig`` /
+   ``RunConfig(name, storage_path=<run>/sft)`` (checkpoints in ``<run>/sft/<name>/``) / ``FailureConfig`` /
+   ``CheckpointConfig`` (best by valid loss). A rerun with the same name resumes from its latest
+   checkpoint; a lost worker restarts the group from it;
+4. copy the best checkpoint's Hugging Face files to ``<run>/sft/<name>/model`` with ``ray_rec_sft.json``
+   (SID method, levels, codebook sizes, prompt settings), draw ``loss.png`` and write ``history.json`` and
+   ``stage.json`` beside it. The stage is skipped when its result-affecting config and its inputs (data,
+   SIDs, base model, teacher) are unchanged since that record (:mod:`ray_rec.stage`); when the inputs
+   changed, the run name's folder is cleared and training starts over.
 
 Run it with ``ray-rec sft --config jobs/configs/sft_smoke.yaml --set run=runs/demo``.
 """
@@ -27,35 +30,35 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ray_rec import artifacts
+from ray_rec import artifacts, stages
 from ray_rec.config import to_dict
 from ray_rec.errors import InputError
 from ray_rec.io import atomic_dir, save_figure, write_json
 from ray_rec.paths import RunPaths
-from ray_rec.stage import is_done, mark_done
-from ray_rec.train.config import ScalingSection, SFTConfig
-
-STAGE_IGNORE = ("scaling",)  # worker counts do not change what is trained (same global batches)
-EXPORT_SKIP = {"deepspeed", "optimizer.pt", "trainer_state.json"}
+from ray_rec.train.config import SFTConfig
+from ray_rec.trainer.launch import best_checkpoint_dir, crash_marker, export_model, torch_trainer
 
 
 def inputs_dir(cfg: SFTConfig) -> Path:
     """Where the driver keeps this run name's tokenizer."""
-    return RunPaths(cfg.run).sft_dir / cfg.name / "inputs"
+    return RunPaths(cfg.run).sft_inputs(cfg.name)
 
 
 def prepare_inputs(cfg: SFTConfig) -> dict[str, Any]:
     """Tokenizer and tokenized train/valid examples (see the module docstring, steps 1-2)."""
     from transformers import PreTrainedTokenizerFast
 
+    from ray_rec.lm.model import build_tokenizer, codebook_sizes_of, first_sid_id
+    from ray_rec.sid.index_io import codes_by_item
     from ray_rec.train import tasks
-    from ray_rec.train.model import build_tokenizer, codebook_sizes_of, first_sid_id
 
     paths = RunPaths(cfg.run)
     codes_path = paths.codes(cfg.sid_method)
-    codes = tasks.read_codes(codes_path)
-    titles = tasks.read_titles(paths.items)
-    train_s, valid_s = tasks.read_samples(paths.samples("train")), tasks.read_samples(paths.samples("valid"))
+    codes = codes_by_item(artifacts.read_codes(codes_path))
+    items = artifacts.read_items(paths.items, columns=["item_id", "title"])
+    titles = tasks.titles_by_item(items)
+    train_s, valid_s = (tasks.Samples.from_table(artifacts.read_samples(paths.samples(s)), paths.samples(s))
+                        for s in ("train", "valid"))
     tasks.check_sids(train_s, codes, codes_path)
     tasks.check_sids(valid_s, codes, codes_path)
     sizes = codebook_sizes_of(codes.values())
@@ -63,14 +66,14 @@ def prepare_inputs(cfg: SFTConfig) -> dict[str, Any]:
     if (tok_dir / "tokenizer.json").is_file():
         tokenizer = PreTrainedTokenizerFast.from_pretrained(tok_dir)
     else:
-        tokenizer = build_tokenizer(cfg.model, artifacts.read_items(paths.items, columns=["item_id", "title"]), sizes)
+        tokenizer = build_tokenizer(cfg.model, items, sizes)
         with atomic_dir(tok_dir) as tmp:
             tokenizer.save_pretrained(tmp)
     teacher = None
     if cfg.distill.weight > 0:
         from ray_rec.train.distill import Teacher
 
-        teacher = Teacher(cfg.distill.teacher or paths.sasrec_dir / "model", codes, cfg.distill.temperature)
+        teacher = Teacher(cfg.distill.teacher or paths.sasrec_model, codes, cfg.distill.temperature)
     train, counts = tasks.build_examples(tokenizer, cfg.tasks, train_s, codes, titles, seed=cfg.train.seed,
                                          teacher=teacher)
     valid = tasks.valid_examples(tokenizer, valid_s, codes, cfg.tasks, cfg.train.valid_max_samples, cfg.train.seed)
@@ -80,31 +83,10 @@ def prepare_inputs(cfg: SFTConfig) -> dict[str, Any]:
     meta = {"sid_method": cfg.sid_method, "codes": str(codes_path), "levels": len(sizes),
             "codebook_sizes": sizes, "max_sid_length": max(len(c) for c in codes.values()),
             "max_history": cfg.tasks.max_history, "first_sid_token_id": first_sid_id(tokenizer),
-            "prompt": "ray_rec.train.prompts.encode_prompt", "task_counts": counts,
+            "prompt": "ray_rec.lm.prompts.encode_prompt", "task_counts": counts,
             "train_examples": len(train), "train_tokens": int(len(train.ids)), "valid_examples": len(valid)}
     return {"tokenizer": tokenizer, "train": train, "valid": valid, "first_new_id": first_sid_id(tokenizer),
             "meta": meta}
-
-
-def torch_trainer(loop, loop_config: dict[str, Any], scaling: ScalingSection, name: str, storage: Path,
-                  keep: int, score_attribute: str, score_order: str):
-    """A TorchTrainer over ``scaling``'s workers (one GPU each and NCCL when ``use_gpu``, else gloo), run
-    ``name`` under ``storage`` (the same name resumes), ``keep`` best checkpoints by ``score_attribute``."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
-    return TorchTrainer(
-        loop,
-        train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
-                                     resources_per_worker={"CPU": scaling.cpus_per_worker,
-                                                           **({"GPU": 1} if scaling.use_gpu else {})}),
-        torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
-        run_config=RunConfig(
-            name=name, storage_path=str(storage), failure_config=FailureConfig(max_failures=scaling.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=keep, checkpoint_score_attribute=score_attribute,
-                                               checkpoint_score_order=score_order)),
-    )
 
 
 def make_trainer(cfg: SFTConfig, data_ref, crash_marker: str = ""):
@@ -112,33 +94,8 @@ def make_trainer(cfg: SFTConfig, data_ref, crash_marker: str = ""):
     from ray_rec.train.loop import train_loop_per_worker
 
     return torch_trainer(train_loop_per_worker, {"cfg": cfg, "data": data_ref, "crash_marker": crash_marker},
-                         cfg.scaling, cfg.name, RunPaths(cfg.run).sft_dir, cfg.train.checkpoints_to_keep,
+                         cfg.scaling, cfg.name, RunPaths(cfg.run).sft_root, cfg.train.checkpoints_to_keep,
                          "valid_loss", "min")
-
-
-def best_checkpoint_dir(result, key: str = "valid_loss", higher_is_better: bool = False) -> Path:
-    """Folder of the reported checkpoint with the best ``key`` (the lowest, or the highest when
-    ``higher_is_better``; the latest on ties; NaN never wins), or the latest checkpoint when none is ranked."""
-    sign = 1.0 if higher_is_better else -1.0
-    ranked = [(sign * m.get(key, -sign * float("inf")), m.get("step", 0), c) for c, m in (result.best_checkpoints or [])
-              if m.get(key) == m.get(key)]  # NaN never equals itself
-    if ranked:
-        return Path(max(ranked, key=lambda r: (r[0], r[1]))[2].path)
-    if result.checkpoint is None:
-        raise RuntimeError(f"the run produced no checkpoint (error: {result.error})")
-    return Path(result.checkpoint.path)
-
-
-def export_model(src: Path, dest: Path, meta: dict[str, Any]) -> Path:
-    """Copy the HF files of checkpoint ``src`` to ``dest`` atomically, with ray_rec_sft.json."""
-    from ray_rec.train.model import META_FILE
-
-    with atomic_dir(dest) as tmp:
-        for f in src.iterdir():
-            if f.name not in EXPORT_SKIP:
-                (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return dest
 
 
 def plot_losses(state: dict[str, Any], path: Path) -> Path:
@@ -164,20 +121,18 @@ def plot_losses(state: dict[str, Any], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def crash_marker(cfg, stage_dir: Path) -> str:
-    """Marker file of train.crash_at_step under ``stage_dir/<name>`` (fault injection happens once per run
-    name); '' when no fault is asked for. ``cfg``: any stage config with ``name`` and a ``train`` section."""
-    return str(stage_dir / cfg.name / "crash_marker") if cfg.train.crash_at_step >= 0 else ""
-
-
 def run_sft(cfg: SFTConfig) -> Path:
-    """Train (or resume) and export; returns ``RunPaths(cfg.run).sft_model``."""
+    """Train (or resume) and export; returns ``RunPaths(cfg.run).sft_model(cfg.name)``."""
     from ray_rec.runtime import init_ray
 
     paths = RunPaths(cfg.run)
-    if is_done(paths.sft_dir, cfg, STAGE_IGNORE) and (paths.sft_model / "config.json").is_file():
-        print(f"sft: {paths.sft_model} is up to date for this config; skipping")
-        return paths.sft_model
+    out_dir, model_dir = paths.sft_dir(cfg.name), paths.sft_model(cfg.name)
+    if stages.up_to_date("sft", cfg) and (model_dir / "config.json").is_file():
+        print(f"sft: {model_dir} is up to date for this config and its inputs; skipping")
+        return model_dir
+    if stages.inputs_changed("sft", cfg):
+        print(f"sft: the data or SIDs changed since {out_dir} was trained; starting that run over")
+        shutil.rmtree(out_dir)
     started = time.time()
     inputs = prepare_inputs(cfg)  # bad input fails here, before Ray starts
     init_ray()
@@ -186,17 +141,17 @@ def run_sft(cfg: SFTConfig) -> Path:
     print(f"sft: {inputs['meta']['train_examples']} train examples ({inputs['meta']['train_tokens']} tokens), "
           f"{inputs['meta']['valid_examples']} valid; tasks {inputs['meta']['task_counts']}")
     ref = ray.put({k: inputs[k] for k in ("tokenizer", "train", "valid", "first_new_id")})
-    result = make_trainer(cfg, ref, crash_marker(cfg, paths.sft_dir)).fit()
+    result = make_trainer(cfg, ref, crash_marker(cfg, paths.sft_root)).fit()
     if result.error is not None:
         raise RuntimeError(f"SFT run {cfg.name} failed: {result.error}") from result.error
     best = best_checkpoint_dir(result)
     state = json.loads((Path(result.checkpoint.path) / "trainer_state.json").read_text())
     meta = {**inputs["meta"], "checkpoint": str(best), "config": to_dict(cfg),
             "best_valid_loss": state["best_valid"], "steps": state["step"]}
-    export_model(best, paths.sft_model, meta)
-    plot_losses(state, paths.sft_dir / "loss.png")
-    write_json({"train": state["train"], "valid": state["valid"]}, paths.sft_dir / "history.json")
-    mark_done(paths.sft_dir, cfg, started, STAGE_IGNORE, steps=state["step"], best_valid_loss=state["best_valid"],
-              checkpoint=str(best), model=str(paths.sft_model))
-    print(f"sft: best valid loss {state['best_valid']:.4f} at {best.name}; model in {paths.sft_model}")
-    return paths.sft_model
+    export_model(best, model_dir, meta)
+    plot_losses(state, out_dir / "loss.png")
+    write_json({"train": state["train"], "valid": state["valid"]}, out_dir / "history.json")
+    stages.finish("sft", cfg, started, steps=state["step"], best_valid_loss=state["best_valid"],
+              checkpoint=str(best), model=str(model_dir))
+    print(f"sft: best valid loss {state['best_valid']:.4f} at {best.name}; model in {model_dir}")
+    return model_dir

@@ -1,6 +1,6 @@
 """MiniOneRec's SFT task mix, built from the typed artifacts into token ids with response-only labels.
 
-Tasks (prompt templates in :mod:`ray_rec.train.prompts`; the loss covers the response and EOS only):
+Tasks (prompt templates in :mod:`ray_rec.lm.prompts`; the loss covers the response and EOS only):
 
 ==================== ============================== ==============================
 task                 prompt                         response
@@ -14,8 +14,10 @@ title_history_title  title history                  next item's title
 title_history_sid    title history                  next item's SID
 ==================== ============================== ==============================
 
-Inputs are read by :mod:`ray_rec.artifacts` (``items.parquet``, ``samples_<split>.parquet``, ``codes.parquet``);
-the result is an :class:`Examples` pack of flat int32 arrays that Ray ships to the workers once.
+Inputs are the tables :mod:`ray_rec.artifacts` reads (``items.parquet``, ``samples_<split>.parquet``,
+``codes.parquet``), turned into Python by :meth:`Samples.from_table`, :func:`titles_by_item` and
+:func:`ray_rec.sid.index_io.codes_by_item`; the result is an :class:`Examples` pack of flat int32
+arrays that Ray ships to the workers once.
 """
 
 from __future__ import annotations
@@ -25,13 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
-from ray_rec import artifacts
 from ray_rec.data.samples import user_sequences, windows
 from ray_rec.errors import InputError, at
+from ray_rec.lm import prompts
 from ray_rec.sid.tokens import sid_token
 from ray_rec.sid.trie import sid_token_table
-from ray_rec.train import prompts
 from ray_rec.train.config import TASKS, TasksSection
 
 IGNORE = -100
@@ -45,6 +47,12 @@ class Samples:
     histories: list[list[int]]
     targets: list[int]
     path: str = "<samples>"
+
+    @classmethod
+    def from_table(cls, table: pa.Table, path: str | Path = "<samples>") -> Samples:
+        """A SAMPLES table (:func:`ray_rec.artifacts.read_samples` of ``path``) as Python lists."""
+        return cls(table.column("user_id").to_pylist(), table.column("history").to_pylist(),
+                   table.column("target").to_pylist(), str(path))
 
 
 @dataclass
@@ -99,26 +107,12 @@ class Examples:
         return out
 
 
-# ---------------------------------------------------------------- reading artifacts
+# ---------------------------------------------------------------- artifact tables -> Python
 
-def read_codes(path: str | Path) -> dict[int, list[int]]:
-    """codes.parquet (CODES) -> item id -> codes."""
-    table = artifacts.read_codes(path)
-    return dict(zip(table.column("item_id").to_pylist(), table.column("codes").to_pylist(), strict=True))
-
-
-def read_titles(path: str | Path) -> dict[int, str]:
-    """items.parquet (ITEMS) -> item id -> title (items without a title left out)."""
-    table = artifacts.read_items(path, columns=["item_id", "title"])
-    return {i: t.strip() for i, t in zip(table.column("item_id").to_pylist(), table.column("title").to_pylist(), strict=True)
+def titles_by_item(items: pa.Table) -> dict[int, str]:
+    """An items table with item_id and title columns -> item id -> title (items without a title left out)."""
+    return {i: t.strip() for i, t in zip(items.column("item_id").to_pylist(), items.column("title").to_pylist(), strict=True)
             if t and t.strip()}
-
-
-def read_samples(path: str | Path) -> Samples:
-    """samples_<split>.parquet (SAMPLES) -> Samples."""
-    t = artifacts.read_samples(path)
-    return Samples(t.column("user_id").to_pylist(), t.column("history").to_pylist(),
-                   t.column("target").to_pylist(), str(path))
 
 
 def check_sids(samples: Samples, codes: dict[int, list[int]], codes_path: str | Path = "codes.parquet") -> None:
@@ -296,7 +290,7 @@ def build_examples(tok, cfg: TasksSection, samples: Samples, codes: dict[int, li
 def valid_examples(tok, samples: Samples, codes: dict[int, list[int]], cfg: TasksSection,
                    max_samples: int, seed: int = 0) -> Examples:
     """Main-task examples of (at most ``max_samples`` random) valid samples, labelled on the target's
-    SID tokens only: the evaluation never scores a forced EOS (:mod:`ray_rec.eval.beam`), and a model
+    SID tokens only: the evaluation never scores a forced EOS (:mod:`ray_rec.sid.beam`), and a model
     trained on whole sequences (``sid_seq``) is seldom shown EOS, so the valid loss leaves it out too."""
     n = len(samples.targets)
     keep = np.arange(n) if not max_samples or n <= max_samples else \

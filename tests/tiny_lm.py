@@ -1,4 +1,4 @@
-"""A tiny random causal LM with SID tokens, for tests and decoding benchmarks (no download).
+"""A tiny random causal LM with SID tokens, for tests (no download).
 
 ``tiny_lm(codebook_sizes)`` returns a randomly initialised Qwen2 (a few hundred thousand parameters)
 and a word-level ``PreTrainedTokenizerFast`` whose vocabulary holds a few plain words, ``[PAD]``,

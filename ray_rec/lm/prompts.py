@@ -10,7 +10,7 @@ Tokenization contract (training and evaluation both go through :func:`encode_tex
 
 * text is tokenized with ``add_special_tokens=False``; when the tokenizer *has* a BOS token
   (``tokenizer.bos_token_id is not None``, e.g. Llama) it is prepended once at the start of the
-  prompt; the default tokenizer of :mod:`ray_rec.train.model` and Qwen2.5 have none, so nothing is
+  prompt; the default tokenizer of :mod:`ray_rec.lm.model` and Qwen2.5 have none, so nothing is
   prepended for them;
 * the prompt and the response are tokenized separately and concatenated (SID tokens are added tokens,
   so for SID text this equals tokenizing the joined string), then the EOS token is appended; the loss

@@ -1,4 +1,4 @@
-"""The causal LM and tokenizer of the SFT stage: built small and random, or loaded from a local folder.
+"""Build the causal LM and its tokenizer: small and random, or loaded from a local folder.
 
 Default: a Qwen2-architecture model built from a config (random init, sizes from ``model.*``) with a
 byte-level BPE tokenizer trained offline on the catalogue's titles and the prompt templates, wrapped
@@ -9,13 +9,11 @@ Either way every SID token (one set per level, the de-duplication level included
 *normal* token (so decoders that skip special tokens, like TRL's, keep them) after the base
 vocabulary, and the embeddings are resized. ``model.freeze_base`` then trains only those new rows.
 
-Reload a saved model with :func:`load_sft_model` (``PreTrainedTokenizerFast.from_pretrained``, not
-``AutoTokenizer``, which turns a qwen2 folder into a ``Qwen2Tokenizer`` that splits text differently).
+SFT builds with this module; saving and reloading a trained model is :mod:`ray_rec.lm.checkpoint`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -23,12 +21,11 @@ import pyarrow as pa
 import torch
 
 from ray_rec.errors import InputError
+from ray_rec.lm import prompts
+from ray_rec.lm.config import ModelSection
 from ray_rec.sid.tokens import sid_token, vocabulary
-from ray_rec.train import prompts
-from ray_rec.train.config import ModelSection, SFTConfig
 
 EOS, PAD = "<|endoftext|>", "<|pad|>"
-META_FILE = "ray_rec_sft.json"
 
 
 def catalogue_texts(items: pa.Table) -> list[str]:
@@ -167,10 +164,10 @@ def add_dropout(model, p: float) -> int:
     return len(hooked)
 
 
-def build_model_and_tokenizer(cfg: SFTConfig | ModelSection, items_table: pa.Table,
-                              codebook_sizes: Sequence[int], seed: int = 0):
-    """(model, tokenizer) with SID tokens for ``codebook_sizes`` (e.g. [256, 256, 256, 8])."""
-    section = cfg.model if isinstance(cfg, SFTConfig) else cfg
+def build_model_and_tokenizer(cfg, items_table: pa.Table, codebook_sizes: Sequence[int], seed: int = 0):
+    """(model, tokenizer) with SID tokens for ``codebook_sizes`` (e.g. [256, 256, 256, 8]); ``cfg`` is a
+    :class:`ModelSection` or a stage config that holds one as ``cfg.model`` (SFTConfig)."""
+    section = cfg if isinstance(cfg, ModelSection) else cfg.model
     tok = build_tokenizer(section, items_table, codebook_sizes)
     return build_model(section, tok, seed), tok
 
@@ -203,31 +200,3 @@ def freeze_base(model, first_new_id: int) -> list[str]:
 def first_sid_id(tokenizer) -> int:
     """Id of ``<a_0>``: every id from here on is a SID token (they were added last)."""
     return int(tokenizer.convert_tokens_to_ids(sid_token(0, 0)))
-
-
-def save_sft_model(model, tokenizer, path: str | Path, meta: dict | None = None) -> Path:
-    """Write weights (safetensors), config and tokenizer as a Hugging Face folder, plus META_FILE."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    if meta is not None:
-        (path / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return path
-
-
-def load_sft_model(path: str | Path, device: str = "cpu"):
-    """(model in eval mode, tokenizer) from a folder written by :func:`save_sft_model`."""
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
-
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise InputError(f"{path} holds no saved model (no config.json); run `ray-rec sft` first")
-    tok = PreTrainedTokenizerFast.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
-    return model, tok
-
-
-def read_meta(path: str | Path) -> dict:
-    """The ray_rec_sft.json of a saved model (SID method, levels, codebook sizes, config)."""
-    return json.loads((Path(path) / META_FILE).read_text())

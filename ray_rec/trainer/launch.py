@@ -1,0 +1,74 @@
+"""Launch a Ray Train stage and collect what it produced: the parts SFT and GRPO share.
+
+* :func:`torch_trainer` -- a ``TorchTrainer`` over the ``scaling`` section's workers (NCCL on GPUs, gloo
+  on CPUs), a named run under the stage folder that resumes from its latest checkpoint, the ``keep``
+  best checkpoints by one reported metric;
+* :func:`best_checkpoint_dir` -- the folder of the best reported checkpoint of a finished run;
+* :func:`export_model` -- copy that checkpoint's Hugging Face files out (no optimizer state) with the
+  model's ``ray_rec_sft.json`` (:mod:`ray_rec.lm.checkpoint`);
+* :func:`crash_marker` -- where ``train.crash_at_step``'s once-per-run fault injection leaves its mark.
+
+The worker loops themselves stay with their stages (``ray_rec.train.loop``, ``ray_rec.rl.loop``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ray_rec.io import atomic_dir
+from ray_rec.lm.checkpoint import write_meta
+from ray_rec.trainer.config import ScalingSection
+
+EXPORT_SKIP = {"deepspeed", "optimizer.pt", "trainer_state.json"}  # optimizer state, not part of the model
+
+
+def torch_trainer(loop, loop_config: dict[str, Any], scaling: ScalingSection, name: str, storage: Path,
+                  keep: int, score_attribute: str, score_order: str):
+    """A TorchTrainer over ``scaling``'s workers (one GPU each and NCCL when ``use_gpu``, else gloo), run
+    ``name`` under ``storage`` (the same name resumes), ``keep`` best checkpoints by ``score_attribute``."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    return TorchTrainer(
+        loop,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
+                                     resources_per_worker={"CPU": scaling.cpus_per_worker,
+                                                           **({"GPU": 1} if scaling.use_gpu else {})}),
+        torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
+        run_config=RunConfig(
+            name=name, storage_path=str(storage), failure_config=FailureConfig(max_failures=scaling.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=keep, checkpoint_score_attribute=score_attribute,
+                                               checkpoint_score_order=score_order)),
+    )
+
+
+def best_checkpoint_dir(result, key: str = "valid_loss", higher_is_better: bool = False) -> Path:
+    """Folder of the reported checkpoint with the best ``key`` (the lowest, or the highest when
+    ``higher_is_better``; the latest on ties; NaN never wins), or the latest checkpoint when none is ranked."""
+    sign = 1.0 if higher_is_better else -1.0
+    ranked = [(sign * m.get(key, -sign * float("inf")), m.get("step", 0), c) for c, m in (result.best_checkpoints or [])
+              if m.get(key) == m.get(key)]  # NaN never equals itself
+    if ranked:
+        return Path(max(ranked, key=lambda r: (r[0], r[1]))[2].path)
+    if result.checkpoint is None:
+        raise RuntimeError(f"the run produced no checkpoint (error: {result.error})")
+    return Path(result.checkpoint.path)
+
+
+def export_model(src: Path, dest: Path, meta: dict[str, Any]) -> Path:
+    """Copy the HF files of checkpoint ``src`` to ``dest`` atomically, with ray_rec_sft.json."""
+    with atomic_dir(dest) as tmp:
+        for f in src.iterdir():
+            if f.name not in EXPORT_SKIP:
+                (shutil.copytree if f.is_dir() else shutil.copy2)(f, tmp / f.name)
+        write_meta(tmp, meta)
+    return dest
+
+
+def crash_marker(cfg, stage_dir: Path) -> str:
+    """Marker file of train.crash_at_step under ``stage_dir/<name>`` (fault injection happens once per run
+    name); '' when no fault is asked for. ``cfg``: any stage config with ``name`` and a ``train`` section."""
+    return str(stage_dir / cfg.name / "crash_marker") if cfg.train.crash_at_step >= 0 else ""
