@@ -121,12 +121,13 @@ def load_model(args, codes):
     import pyarrow as pa
 
     from ray_rec.lm.config import ModelSection
-    from ray_rec.lm.model import build_model_and_tokenizer, codebook_sizes_of
+    from ray_rec.lm.model import build_model_and_tokenizer
+    from ray_rec.sid.index_io import codebook_sizes
 
     items = json.loads((DATA / "Industrial_and_Scientific.item.json").read_text())
     titles = pa.table({"title": [v.get("title") or "" for v in items.values()]})
     section = dataclasses.replace(ModelSection(), hidden_size=args.hidden, num_layers=args.layers)
-    model, tok = build_model_and_tokenizer(section, titles, codebook_sizes_of(codes))
+    model, tok = build_model_and_tokenizer(section, titles, codebook_sizes(pa.table({"codes": codes})))
     return model.eval(), tok
 
 

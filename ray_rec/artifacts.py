@@ -77,7 +77,9 @@ def read(path: str | Path, artifact: Artifact, columns: list[str] | None = None)
     path = require(path, artifact, names)
     table = pq.read_table(path, columns=names)
     try:
-        return table.cast(pa.schema([artifact.schema.field(n) for n in names]))
+        # the file's schema metadata (e.g. the codebook sizes stored with the codes) is kept
+        return table.cast(pa.schema([artifact.schema.field(n) for n in names])).replace_schema_metadata(
+            table.schema.metadata)
     except (ValueError, pa.ArrowException) as exc:  # nulls in a required column, strings for ids, ...
         raise InputError(f"{path}: does not match the {artifact.noun} schema ({exc})") from None
 

@@ -20,7 +20,6 @@ from ray_rec.lm.model import (
     build_model,
     build_model_and_tokenizer,
     check_model_folder,
-    codebook_sizes_of,
     first_sid_id,
     freeze_base,
     train_bpe_tokenizer,
@@ -304,8 +303,18 @@ def test_freeze_base_moves_only_new_rows(tok):
             assert torch.equal(p, before[n]), n
 
 
-def test_codebook_sizes_include_dedup_level():
-    assert codebook_sizes_of([[3, 1, 0], [0, 7, 2, 1], [1, 1, 1]]) == [4, 8, 3, 2]
+def test_codebook_sizes_include_dedup_level(tmp_path):
+    from ray_rec import artifacts
+    from ray_rec.sid.index_io import codebook_sizes, pad_codes, write_codes
+
+    rows = [[3, 1, 0], [0, 7, 2, 1], [1, 1, 1]]
+    table = pa.table({"item_id": [0, 1, 2], "codes": rows})
+    assert codebook_sizes(table) == [4, 8, 3, 2]  # a file written elsewhere: largest code + 1
+    # stored with the codes: an unused top code keeps its place in the vocabulary
+    path = write_codes(np.arange(3), pad_codes(rows), tmp_path / "codes.parquet", sizes=[8, 8, 8, 2])
+    assert codebook_sizes(artifacts.read_codes(path)) == [8, 8, 8, 2]
+    with pytest.raises(ValueError, match="do not cover"):
+        write_codes(np.arange(3), pad_codes(rows), tmp_path / "bad.parquet", sizes=[2, 8, 8, 2])
 
 
 # ---------------------------------------------------------------- bad input

@@ -19,7 +19,7 @@ from ray_rec.schema import EMBEDDINGS, ITEMS
 from ray_rec.sid.build import load_embeddings, run_sid_build, run_sid_builds
 from ray_rec.sid.collisions import colliding
 from ray_rec.sid.config import SIDConfig
-from ray_rec.sid.index_io import codes_arrays
+from ray_rec.sid.index_io import codebook_sizes, codes_arrays, quantizer_levels
 
 
 @pytest.fixture(scope="session")
@@ -62,9 +62,13 @@ def test_parallel_builds_on_industrial_have_no_collisions(ray_start_2_cpus, indu
     for cfg, path in zip(cfgs, paths, strict=True):
         out = path.parent
         assert {"codes.parquet", "index.json", "report.json", "usage.png", "stage.json"} <= {p.name for p in out.iterdir()}
-        item_ids, codes = codes_arrays(artifacts.read_codes(path))
+        table = artifacts.read_codes(path)
+        item_ids, codes = codes_arrays(table)
         assert item_ids.tolist() == list(range(3686))
         assert codes.shape[1] in (cfg.levels, cfg.levels + 1)
+        # the codebook sizes live with the codes: the quantizer's, then the largest de-duplication group
+        dedup = [int(codes[:, 3].max()) + 1] if codes.shape[1] > cfg.levels else []
+        assert codebook_sizes(table) == cfg.sizes + dedup and quantizer_levels(table) == cfg.levels
         assert (codes[:, :3] >= 0).all() and (codes[:, :3] < cfg.sizes[0]).all()
         assert not colliding(codes).any(), cfg.out_name
         report = json.loads((out / "report.json").read_text())
@@ -97,6 +101,10 @@ def test_cli_build_report_import(ray_start_2_cpus, shared_data, tmp_path, capsys
     assert main(["sid", "report", "--run", str(run), "--codebook-size", "8"]) == 0
     out = capsys.readouterr().out
     assert "rqkmeans" in out and "minionerec" in out and "3670" in out
+    # without flags the report takes each set's sizes from its codes: the same numbers for rqkmeans
+    assert main(["sid", "report", "rqkmeans", "--run", str(run), "--out", str(tmp_path / "r.json")]) == 0
+    stored = json.loads((tmp_path / "r.json").read_text())["rqkmeans"]["report"]
+    assert [lv["codebook_size"] for lv in stored["levels"] if not lv["dedup"]] == [8, 8, 8]
     assert codes_arrays(artifacts.read_codes(RunPaths(run).codes("minionerec")))[1].shape == (3686, 3)
     assert main(["sid", "build", "--run", str(run), "--set", "codebook_size=[4,4]"]) == 2  # config error, one line
 

@@ -50,17 +50,6 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int):
     return PreTrainedTokenizerFast(tokenizer_object=core, eos_token=EOS, pad_token=PAD)
 
 
-def codebook_sizes_of(codes: Sequence[Sequence[int]]) -> list[int]:
-    """Per-level codebook size (largest code + 1) over items whose SIDs may differ in length."""
-    sizes: list[int] = []
-    for row in codes:
-        for level, c in enumerate(row):
-            if level == len(sizes):
-                sizes.append(0)
-            sizes[level] = max(sizes[level], int(c) + 1)
-    return sizes
-
-
 def add_sid_tokens(tokenizer, codebook_sizes: Sequence[int]) -> int:
     """Add every SID token as a normal token; return the id of the first one (the base vocab size)."""
     first = len(tokenizer)

@@ -132,8 +132,11 @@ def resolve_collisions(quantizer: Quantizer, x: np.ndarray, codes: np.ndarray, c
 
 def write_sid_artifacts(out_dir: Path, item_ids: np.ndarray, codes: np.ndarray, report: dict[str, Any],
                         title: str) -> Path:
-    """codes.parquet, index.json, report.json and usage.png into ``out_dir``; return the codes path."""
-    codes_path = write_codes(item_ids, codes, out_dir / "codes.parquet")
+    """codes.parquet (with the codes per level: the quantizer's, then the de-duplication level's largest
+    group), index.json, report.json and usage.png into ``out_dir``; return the codes path."""
+    sizes = list(report["sizes"])
+    sizes += [int(codes[:, level].max()) + 1 for level in range(len(sizes), codes.shape[1])]
+    codes_path = write_codes(item_ids, codes, out_dir / "codes.parquet", sizes, levels=len(report["sizes"]))
     write_index_json(item_ids, codes, out_dir / "index.json")
     write_json(report, out_dir / "report.json")
     save_figure(plot_usage(codes, report["sizes"], title), out_dir / "usage.png")

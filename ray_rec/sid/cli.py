@@ -70,7 +70,7 @@ def _report(args: argparse.Namespace) -> int:
     from ray_rec.errors import InputError
     from ray_rec.io import write_json
     from ray_rec.paths import RunPaths
-    from ray_rec.sid.index_io import codes_arrays, read_index_json
+    from ray_rec.sid.index_io import codebook_sizes, codes_arrays, quantizer_levels, read_index_json
     from ray_rec.sid.report import format_report, report_row, sid_report
 
     sources = [_resolve(s, args.run) for s in args.sources]
@@ -81,8 +81,15 @@ def _report(args: argparse.Namespace) -> int:
             raise InputError(f"{root}: no SID sets here; run `ray-rec sid build` or pass a codes.parquet / index.json")
     reports = {}
     for src in sources:
-        _, codes = read_index_json(src) if src.suffix == ".json" else codes_arrays(artifacts.read_codes(src))
-        sizes = [args.codebook_size] * min(args.levels, codes.shape[1])
+        if src.suffix == ".json":
+            _, codes = read_index_json(src)
+            stored, levels = [], args.levels or 3
+        else:
+            table = artifacts.read_codes(src)
+            _, codes = codes_arrays(table)
+            stored, levels = codebook_sizes(table), args.levels or quantizer_levels(table) or 3
+        levels = min(levels, codes.shape[1])
+        sizes = [args.codebook_size] * levels if args.codebook_size else stored[:levels] or [256] * levels
         name = src.parent.name if src.name == "codes.parquet" else src.name
         reports[name] = sid_report(codes, sizes)
     print(format_report(reports))
@@ -122,8 +129,10 @@ def register(subparsers: Any) -> None:
                        description="Report on codes.parquet files, index.json files or SID sets of a run.")
     r.add_argument("sources", nargs="*", help="codes.parquet, index.json or a name under <run>/sid/ (default: all of them)")
     r.add_argument("--run", default=DEFAULT_RUN, help=f"run folder (default {DEFAULT_RUN})")
-    r.add_argument("--levels", type=int, default=3, help="quantizer levels; later levels count as de-duplication (default 3)")
-    r.add_argument("--codebook-size", type=int, default=256, help="codes per quantizer level (default 256)")
+    r.add_argument("--levels", type=int, help="quantizer levels; later levels count as de-duplication "
+                                                "(default: as stored with the codes, else 3)")
+    r.add_argument("--codebook-size", type=int, help="codes per quantizer level (default: as stored with the codes, "
+                                                     "else 256)")
     r.add_argument("--out", help="also write the reports as JSON here")
     r.set_defaults(func=_report)
 

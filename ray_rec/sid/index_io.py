@@ -49,9 +49,48 @@ def codes_table(item_ids: np.ndarray, codes: np.ndarray) -> pa.Table:
                     schema=CODES)
 
 
-def write_codes(item_ids: np.ndarray, codes: np.ndarray, path: str | Path) -> Path:
-    """Write the codes artifact (Parquet, schema CODES) atomically."""
-    return write_parquet(codes_table(item_ids, codes), path, CODES)
+SIZES_KEY = b"ray_rec.codebook_sizes"  # Parquet schema metadata: codes per level, JSON list
+LEVELS_KEY = b"ray_rec.levels"          # how many of those levels are the quantizer's (the rest de-duplicate)
+
+
+def write_codes(item_ids: np.ndarray, codes: np.ndarray, path: str | Path, sizes: list[int] | None = None,
+                levels: int | None = None) -> Path:
+    """Write the codes artifact (Parquet, schema CODES) atomically, with the codes per level stored
+    beside the codes (``sizes``: one per column of ``codes``, de-duplication level included; default:
+    the largest code + 1 of each level) and ``levels``, the quantizer's levels among them (default all)."""
+    codes = np.asarray(codes)
+    used = [int(codes[:, level].max()) + 1 for level in range(codes.shape[1])]
+    sizes = list(used if sizes is None else sizes)
+    if len(sizes) != codes.shape[1] or any(s < u for s, u in zip(sizes, used, strict=True)):
+        raise ValueError(f"codebook sizes {sizes} do not cover the codes (largest code + 1 per level: {used})")
+    schema = CODES.with_metadata({SIZES_KEY: json.dumps(sizes),
+                                  LEVELS_KEY: str(len(sizes) if levels is None else levels)})
+    return write_parquet(codes_table(item_ids, codes), path, schema)
+
+
+def codebook_sizes(table: pa.Table) -> list[int]:
+    """Codes per level of a CODES table: as stored by :func:`write_codes`, or (a file written elsewhere)
+    the largest code + 1 of each level.
+
+    >>> codebook_sizes(pa.table({"item_id": [0, 1], "codes": [[0, 2], [3, 1, 0]]}))
+    [4, 3, 1]
+    """
+    stored = (table.schema.metadata or {}).get(SIZES_KEY)
+    if stored is not None:
+        return [int(s) for s in json.loads(stored)]
+    sizes: list[int] = []
+    for row in table.column("codes").to_pylist():
+        for level, code in enumerate(row):
+            if level == len(sizes):
+                sizes.append(0)
+            sizes[level] = max(sizes[level], int(code) + 1)
+    return sizes
+
+
+def quantizer_levels(table: pa.Table) -> int | None:
+    """How many levels of a CODES table the quantizer made (later ones de-duplicate), when stored."""
+    stored = (table.schema.metadata or {}).get(LEVELS_KEY)
+    return int(stored) if stored is not None else None
 
 
 def codes_arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:

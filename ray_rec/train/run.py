@@ -48,20 +48,21 @@ def prepare_inputs(cfg: SFTConfig) -> dict[str, Any]:
     """Tokenizer and tokenized train/valid examples (see the module docstring, steps 1-2)."""
     from transformers import PreTrainedTokenizerFast
 
-    from ray_rec.lm.model import build_tokenizer, codebook_sizes_of, first_sid_id
-    from ray_rec.sid.index_io import codes_by_item
+    from ray_rec.lm.model import build_tokenizer, first_sid_id
+    from ray_rec.sid.index_io import codebook_sizes, codes_by_item
     from ray_rec.train import tasks
 
     paths = RunPaths(cfg.run)
     codes_path = paths.codes(cfg.sid_method)
-    codes = codes_by_item(artifacts.read_codes(codes_path))
+    codes_file = artifacts.read_codes(codes_path)
+    codes = codes_by_item(codes_file)
     items = artifacts.read_items(paths.items, columns=["item_id", "title"])
     titles = tasks.titles_by_item(items)
     train_s, valid_s = (tasks.Samples.from_table(artifacts.read_samples(paths.samples(s)), paths.samples(s))
                         for s in ("train", "valid"))
     tasks.check_sids(train_s, codes, codes_path)
     tasks.check_sids(valid_s, codes, codes_path)
-    sizes = codebook_sizes_of(codes.values())
+    sizes = codebook_sizes(codes_file)  # as stored with the codes: an unused top code keeps its token
     tok_dir = inputs_dir(cfg) / "tokenizer"
     if (tok_dir / "tokenizer.json").is_file():
         tokenizer = PreTrainedTokenizerFast.from_pretrained(tok_dir)
