@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ray_rec.config import to_dict
-from ray_rec.io import write_json
+from ray_rec.io import file_sha256, write_json
 
 STAGE_FILE = "stage.json"
 _SMALL_FILE = 1 << 20  # files of an external input folder hashed by content below this size, by size above
@@ -87,13 +87,13 @@ def input_hash(path: str | Path) -> str:
     if record is not None:
         return _sha256(record.read_bytes())
     if path.is_file():
-        return _file_sha256(path)
+        return file_sha256(path)
     if path.is_dir():
         parts = []
         for f in sorted(p for p in path.rglob("*") if p.is_file()):
             size = f.stat().st_size
             parts.append(f"{f.relative_to(path).as_posix()}:{size}:"
-                         + (_file_sha256(f) if size < _SMALL_FILE else ""))
+                         + (file_sha256(f) if size < _SMALL_FILE else ""))
         return _sha256("\n".join(parts).encode())
     return "missing"
 
@@ -134,11 +134,3 @@ def mark_done(out_dir: str | Path, cfg: Any, started: float, inputs: Iterable[st
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -219,6 +219,22 @@ def inputs_changed(name: str, cfg: Any) -> bool:
     return sorted(before.values()) != sorted(input_hash(p) for p in record.inputs(cfg))
 
 
+def skip_or_reset(name: str, cfg: Any, product: Path) -> bool:
+    """For a training stage that resumes by run name: True when it is up to date and ``product`` (its
+    exported model) exists, so the caller skips; otherwise, when its finished run was made from other
+    inputs, that run's folder is removed so training starts over rather than resuming it."""
+    import shutil
+
+    if up_to_date(name, cfg) and product.exists():
+        print(f"{name}: {product} is up to date for this config and its inputs; skipping")
+        return True
+    if inputs_changed(name, cfg):
+        folder = get(name).out_dir(cfg)
+        print(f"{name}: the inputs changed since {folder} was trained; starting that run over")
+        shutil.rmtree(folder)
+    return False
+
+
 def finish(name: str, cfg: Any, started: float, **summary: Any) -> Path:
     """Write stage ``name``'s record (its fingerprint over its inputs as they are now); call it last."""
     from ray_rec.stage import mark_done

@@ -15,7 +15,6 @@ Run it::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from ray_rec.data.config import DataConfig
 from ray_rec.data.loaders import Loaded
 from ray_rec.data.samples import with_text
 from ray_rec.errors import InputError
-from ray_rec.io import write_json, write_parquet
+from ray_rec.io import file_sha256, write_json, write_parquet
 from ray_rec.paths import SPLITS, RunPaths
 from ray_rec.stage import STAGE_FILE
 
@@ -83,14 +82,6 @@ def validate(loaded: Loaded) -> None:
         bad = values[(values < 0) | (values >= n)]
         if len(bad):
             raise InputError(f"{where}: field {name!r}: unknown item {int(bad[0])} (item ids are 0..{n - 1})")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_artifacts(loaded: Loaded, paths: RunPaths, cfg: DataConfig) -> dict:

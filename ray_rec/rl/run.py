@@ -24,7 +24,6 @@ Run it with ``ray-rec rl --config jobs/configs/rl_smoke.yaml --run runs/demo``.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -136,12 +135,8 @@ def run_rl(cfg: RLConfig) -> Path:
     paths = RunPaths(cfg.run)
     out_dir, out = paths.rl_dir(cfg.name), paths.rl_model(cfg.name)
     model_dir = model_dir_of(cfg)
-    if stages.up_to_date("rl", cfg) and (out / "config.json").is_file():
-        print(f"rl: {out} is up to date for this config and its inputs; skipping")
+    if stages.skip_or_reset("rl", cfg, out / "config.json"):
         return out
-    if stages.inputs_changed("rl", cfg):
-        print(f"rl: the starting model, data or SIDs changed since {out_dir} was trained; starting that run over")
-        shutil.rmtree(out_dir)
     started = time.time()
     inputs = prepare_inputs(cfg, model_dir)  # bad input fails here, before Ray starts
     sasrec_dir = ""

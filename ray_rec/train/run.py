@@ -25,7 +25,6 @@ Run it with ``ray-rec sft --config jobs/configs/sft_smoke.yaml --set run=runs/de
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -128,12 +127,8 @@ def run_sft(cfg: SFTConfig) -> Path:
 
     paths = RunPaths(cfg.run)
     out_dir, model_dir = paths.sft_dir(cfg.name), paths.sft_model(cfg.name)
-    if stages.up_to_date("sft", cfg) and (model_dir / "config.json").is_file():
-        print(f"sft: {model_dir} is up to date for this config and its inputs; skipping")
+    if stages.skip_or_reset("sft", cfg, model_dir / "config.json"):
         return model_dir
-    if stages.inputs_changed("sft", cfg):
-        print(f"sft: the data or SIDs changed since {out_dir} was trained; starting that run over")
-        shutil.rmtree(out_dir)
     started = time.time()
     inputs = prepare_inputs(cfg)  # bad input fails here, before Ray starts
     init_ray()
