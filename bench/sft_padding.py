@@ -43,11 +43,12 @@ def time_variant(model, cfg, train, steps: int, micro: int, sort: bool, pad_id: 
     """Forward, backward and optimizer step of ``steps`` global batches; seconds, tokens, positions."""
     import torch
 
-    from ray_rec.train.loop import Backend, rank_indices, tokens_per_micro_batch, train_step
+    from ray_rec.train.batch import SFTBackend, tokens_per_micro_batch, train_step
+    from ray_rec.trainer.schedule import rank_indices
 
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, micro_batch_size=micro,
                                                              sort_micro_batches=sort))
-    backend = Backend(model, cfg, torch.device("cpu"), tokens_per_micro_batch(train, cfg))
+    backend = SFTBackend(model, cfg, torch.device("cpu"), tokens_per_micro_batch(train, cfg))
     backend.set_lr(cfg.train.lr)
     backend.train(True)
     lengths = np.diff(train.offsets)

@@ -64,7 +64,10 @@ def plain_loop(cfg, data: dict[str, Any]) -> dict[str, float]:
 
     from ray_rec.lm.model import build_model
     from ray_rec.runtime import set_threads
-    from ray_rec.train.loop import Meter, collate, get_lr, param_groups, peak_memory_mb, rank_indices, response_loss
+    from ray_rec.train.batch import collate, response_loss
+    from ray_rec.trainer.backend import param_groups
+    from ray_rec.trainer.progress import Meter, peak_memory_mb
+    from ray_rec.trainer.schedule import get_lr, rank_indices
 
     set_threads(cfg.scaling.threads_per_worker)
     tok, train = data["tokenizer"], data["train"]

@@ -15,9 +15,9 @@ from ray_rec.config import ConfigError, load_config
 from ray_rec.errors import InputError
 from ray_rec.lm.model import add_sid_tokens, build_model, train_bpe_tokenizer
 from ray_rec.train import tasks
+from ray_rec.train.batch import SFTBackend, collate, response_loss, tokens_per_micro_batch, train_step
 from ray_rec.train.config import ModelSection, SFTConfig, TasksSection
 from ray_rec.train.distill import Teacher, code_marginals
-from ray_rec.train.loop import Backend, collate, response_loss, tokens_per_micro_batch, train_step
 from ray_rec.train.run import prepare_inputs
 
 # 6 items; item 5 has a fourth (de-duplication) level, as colliding SIDs get
@@ -147,7 +147,7 @@ def test_training_on_teacher_targets_moves_the_student_toward_them(tok, teacher)
                                         "scaling.num_workers=1", "train.lr=0.01", "distill.weight=1.0"])
     ex, _ = tasks.build_examples(tok, TasksSection(sid_next=1.0, max_history=10), SAMPLES, CODES, {}, teacher=teacher)
     model = build_model(ModelSection(hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1), tok, seed=1)
-    backend = Backend(model, cfg, torch.device("cpu"), tokens_per_micro=tokens_per_micro_batch(ex, cfg))
+    backend = SFTBackend(model, cfg, torch.device("cpu"), tokens_per_micro=tokens_per_micro_batch(ex, cfg))
     pad = int(tok.pad_token_id)
 
     def soft_loss() -> float:

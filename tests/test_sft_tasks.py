@@ -25,20 +25,11 @@ from ray_rec.lm.model import (
     train_bpe_tokenizer,
 )
 from ray_rec.train import tasks
+from ray_rec.train.batch import SFTBackend, collate, response_loss, tokens_per_micro_batch, train_step
 from ray_rec.train.config import TASKS, ModelSection, SFTConfig, TasksSection
-from ray_rec.train.deepspeed_config import deepspeed_config
-from ray_rec.train.loop import (
-    Backend,
-    collate,
-    epoch_order,
-    get_lr,
-    micro_batches,
-    param_groups,
-    rank_indices,
-    response_loss,
-    tokens_per_micro_batch,
-    train_step,
-)
+from ray_rec.trainer.backend import param_groups
+from ray_rec.trainer.deepspeed_config import deepspeed_config
+from ray_rec.trainer.schedule import epoch_order, get_lr, micro_batches, rank_indices
 
 CODES = {0: [1, 2, 3], 1: [4, 5, 6], 2: [7, 0, 2]}
 TITLES = {0: "Red tape", 1: "Blue glue", 2: "Green saw"}
@@ -194,7 +185,7 @@ def test_every_labelled_token_weighs_the_same_across_batches(tok):
     assert norm == pytest.approx(sum(int((np.array(lab) != -100).sum()) for _, lab in pairs) / len(pairs) * 2)
     model = build_model(ModelSection(hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1), tok, seed=1)
     batch = collate(ex, [0, 1], pad_id=int(tok.pad_token_id))
-    backend = Backend(model, cfg, torch.device("cpu"), tokens_per_micro=norm)
+    backend = SFTBackend(model, cfg, torch.device("cpu"), tokens_per_micro=norm)
     mean = backend.forward_backward(batch, last=True)
     got = model.model.embed_tokens.weight.grad.clone()
     model.zero_grad()
@@ -217,7 +208,7 @@ def test_sorted_micro_batches_give_the_same_gradient(tok):
     step = np.array([0, 1, 2, 3])  # long, short, long, short
     assert min(lengths[[0, 2]]) > max(lengths[[1, 3]])
     model = build_model(ModelSection(hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1), tok, seed=1)
-    backend = Backend(model, cfg, torch.device("cpu"), tokens_per_micro=tokens_per_micro_batch(ex, cfg))
+    backend = SFTBackend(model, cfg, torch.device("cpu"), tokens_per_micro=tokens_per_micro_batch(ex, cfg))
     grads, widths = [], []
     for order in (None, lengths):
         model.zero_grad()
@@ -241,7 +232,7 @@ def test_train_step_lowers_the_loss_and_counts_tokens(tok):
     ex = tasks.Examples.pack(tasks.sid_next_examples(tok, samples, tasks.sid_token_ids(tok, CODES), 10), [0] * 4)
     lengths = np.diff(ex.offsets)
     model = build_model(ModelSection(hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1), tok, seed=1)
-    backend = Backend(model, cfg, torch.device("cpu"), tokens_per_micro=tokens_per_micro_batch(ex, cfg))
+    backend = SFTBackend(model, cfg, torch.device("cpu"), tokens_per_micro=tokens_per_micro_batch(ex, cfg))
     backend.train(True)
     losses = []
     for _ in range(20):

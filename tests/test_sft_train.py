@@ -23,8 +23,8 @@ from tiny_runs import write_tiny_run
 from ray_rec.config import load_config
 from ray_rec.lm.checkpoint import load_sft_model, read_meta
 from ray_rec.lm.model import build_model, first_sid_id
+from ray_rec.train.batch import probe_logits
 from ray_rec.train.config import SFTConfig
-from ray_rec.train.loop import probe_logits
 from ray_rec.train.run import inputs_dir, prepare_inputs, run_sft
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

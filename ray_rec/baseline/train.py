@@ -4,7 +4,9 @@ Reads ``<run>/data/samples_{train,valid,test}.parquet`` (schema SAMPLES) and ``<
 for the catalogue size, trains with DDP on ``cfg.num_workers`` Ray Train workers, stops early on valid
 NDCG@10, scores valid and test with the shared metric code (full ranking, padding excluded) and writes
 ``<run>/baseline/sasrec/{metrics.json, metrics.md, curve.png, model/, item_embeddings.parquet}``. A
-finished run with the same config is not redone.
+finished run with the same config is not redone. Best tracking, early stopping and reporting come from
+the trainer kit that SFT and GRPO use (:mod:`ray_rec.trainer`); the epochs, the optimizer and the
+weights kept (in memory, one checkpoint at the end) are SASRec's own.
 
 ``item_embeddings.parquet`` (schema EMBEDDINGS) holds the trained item embedding of every catalogue
 item: a collaborative representation that the SID stage can quantize instead of (or beside) the text
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -36,6 +37,8 @@ from ray_rec.config import to_dict
 from ray_rec.data.samples import user_sequences, windows
 from ray_rec.errors import InputError, at
 from ray_rec.metrics import format_table, hr_ndcg, ranks_from_scores
+from ray_rec.trainer.checkpoint import report
+from ray_rec.trainer.progress import agree, track_best
 
 HISTORY_FILE = "history.json"     # per-epoch rows, inside the final checkpoint
 
@@ -138,17 +141,6 @@ def _gather_ranks(local: np.ndarray) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _agree(flag: bool) -> bool:
-    """Rank 0's decision, shared with every worker (keeps DDP workers in lock-step)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return flag
-    box = [flag]
-    dist.broadcast_object_list(box, src=0)
-    return bool(box[0])
-
-
 # ----------------------------------------------------------------------------- training
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """One Ray Train worker: DDP training with early stopping, then test scoring of the kept weights."""
@@ -179,7 +171,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     rng = np.random.default_rng(cfg.seed)
     per_worker = len(inputs) // world  # equal step counts on every worker
     local_batch = max(1, cfg.batch_size // world)
-    best, best_epoch, best_state, stale, history_rows = -1.0, 0, None, 0, []
+    # best_valid_ndcg: the best valid NDCG@10; bad_evals: epochs since the kept weights (track_best)
+    tracker, best_epoch, best_state, history_rows = {"best_valid_ndcg": None, "bad_evals": 0}, 0, None, []
     started = time.time()
 
     for epoch in range(1, cfg.max_epochs + 1):
@@ -199,20 +192,19 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             losses.append(loss.item())
 
         valid = hr_ndcg(_gather_ranks(rank_targets(core, *evals["valid"], cfg.eval_batch_size, device)), cfg.ks)
-        improved = valid["ndcg@10"] > best
-        if improved or cfg.select == "last":
-            best, best_epoch, stale = max(best, valid["ndcg@10"]), epoch, 0
-            best_state = {k: v.detach().clone() for k, v in core.state_dict().items()}
-        else:
-            stale += 1
+        patience_out = track_best(tracker, "best_valid_ndcg", valid["ndcg@10"], higher_is_better=True,
+                                  patience=cfg.patience, keep_every=cfg.select == "last")
+        if tracker["bad_evals"] == 0:  # kept: a new best, or every epoch under select=last
+            best_epoch, best_state = epoch, {k: v.detach().clone() for k, v in core.state_dict().items()}
         elapsed = time.time() - started
         row = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": elapsed,
                **{f"valid/{k}": v for k, v in valid.items()}}
         history_rows.append(row)
-        stop = _agree(stale >= cfg.patience or (cfg.time_limit_s > 0 and elapsed > cfg.time_limit_s))
+        # the wall clock differs between ranks: rank 0 decides for all
+        stop = agree(patience_out or (cfg.time_limit_s > 0 and elapsed > cfg.time_limit_s))
         if stop or epoch == cfg.max_epochs:
             break
-        ray.train.report(row)
+        report(row)
 
     core.load_state_dict(best_state)
     final = {split: hr_ndcg(_gather_ranks(rank_targets(core, *evals[split], cfg.eval_batch_size, device)), cfg.ks)
@@ -220,14 +212,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     metrics = {"valid": final["valid"], "test": final["test"], "best_epoch": best_epoch, "epochs": epoch,
                "train_seconds": time.time() - started, "train_samples": len(inputs),
                "train_positions": int((labels != 0).sum()), "params": core.num_parameters()}
-    with tempfile.TemporaryDirectory() as tmp:
-        checkpoint = None
-        if rank == 0:
-            core.cpu().save(tmp)
-            # the per-epoch rows travel in the checkpoint: as a reported metric Ray would print them all
-            (Path(tmp) / HISTORY_FILE).write_text(json.dumps(history_rows) + "\n")
-            checkpoint = ray.train.Checkpoint.from_directory(tmp)
-        ray.train.report(metrics, checkpoint=checkpoint)
+
+    def write(folder: Path) -> None:  # rank 0's checkpoint: the kept weights and the per-epoch rows
+        core.cpu().save(folder)
+        # the per-epoch rows travel in the checkpoint: as a reported metric Ray would print them all
+        (folder / HISTORY_FILE).write_text(json.dumps(history_rows) + "\n")
+
+    report(metrics, write if rank == 0 else None)
 
 
 # ----------------------------------------------------------------------------- stage

@@ -1,7 +1,7 @@
 """The GRPO loop that every Ray Train worker runs (``train_loop_per_worker``).
 
 Reads top to bottom: load the policy (the SFT model, or the latest checkpoint when resuming) and a
-frozen copy as the reference, wrap the policy with the SFT stage's :class:`~ray_rec.train.loop.Backend`
+frozen copy as the reference, wrap the policy in the trainer kit's :class:`~ray_rec.trainer.backend.Backend`
 (DeepSpeed ZeRO-2 or DDP), rank the valid users once before any update, then for each optimizer step
 take this rank's users of the global batch and, one micro-batch at a time, roll out ``group_size``
 SIDs by constrained beam search, reward them, and back-propagate the GRPO loss. Every
@@ -15,11 +15,7 @@ so every rank generates with its full copy of the model.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import math
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,16 +25,17 @@ from ray_rec.baseline.scorer import SASRecScorer
 from ray_rec.rl.config import RLConfig
 from ray_rec.rl.grpo import completion_logprobs, first_items, grpo_loss, rollout, sid_token_mask, target_nodes
 from ray_rec.rl.rewards import cf_reward, group_advantages, ranking_reward, rule_reward
-from ray_rec.train.loop import (
-    STATE_FILE,
-    Backend,
+from ray_rec.trainer.backend import Backend
+from ray_rec.trainer.checkpoint import is_finished, new_state, report_lm_checkpoint, restored
+from ray_rec.trainer.progress import end_evaluation, log, log_evaluation, maybe_crash
+from ray_rec.trainer.schedule import (
+    eval_interval,
     get_lr,
-    log,
-    maybe_crash,
+    is_eval_step,
+    micro_batches,
     rank_indices,
-    report_checkpoint,
     steps_per_epoch,
-    track_best,
+    total_steps,
 )
 
 
@@ -133,17 +130,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     data["target_nodes"] = target_nodes(trie, data["target_tokens"])
     data["node_items"] = first_items(trie)
 
-    checkpoint = ray.train.get_checkpoint()
-    state: dict[str, Any] = {"step": 0, "best": None, "bad_evals": 0, "stopped": False, "train": [], "valid": []}
-    with contextlib.ExitStack() as stack:
-        restored = Path(stack.enter_context(checkpoint.as_directory())) if checkpoint else None
-        if restored:
-            state = json.loads((restored / STATE_FILE).read_text())
-            state.setdefault("resumed_at", []).append(state["step"])
-        policy = AutoModelForCausalLM.from_pretrained(restored or model_dir, dtype=torch.float32)
+    with restored(new_state("best")) as (folder, state):
+        policy = AutoModelForCausalLM.from_pretrained(folder or model_dir, dtype=torch.float32)
         backend = Backend(policy, cfg, device)
-        if restored:
-            backend.load_optimizer(restored)
+        if folder:
+            backend.load_optimizer(folder)
     reference = None
     if cfg.grpo.beta > 0:
         reference = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
@@ -153,10 +144,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     n = len(data["prompts"])
     per_epoch = steps_per_epoch(n, cfg.train.global_batch_size)
-    total = math.ceil(cfg.train.epochs * per_epoch)
-    total = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
-    if state["stopped"] or state["step"] >= total:
-        return
+    total = total_steps(per_epoch, cfg.train.epochs, cfg.train.max_steps)
+    if is_finished(state, total):
+        return  # a finished run started again: nothing left to do
+    eval_every = eval_interval(cfg.train.eval_every, per_epoch)
     key = f"valid_ndcg@{cfg.grpo.eval_k}"
     if not state["valid"]:  # the starting policy, before any update
         before = rank_valid(backend.module, tokenizer, trie, data, cfg, rank, world, device)
@@ -168,7 +159,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         maybe_crash(cfg, step, rank, loop_config.get("crash_marker", ""))
         backend.set_lr(get_lr(step, total, cfg.train.lr, cfg.train.warmup_steps, cfg.train.min_lr_ratio))
         mine = rank_indices(step, n, cfg, rank)
-        parts = [mine[s:s + cfg.train.micro_batch_size] for s in range(0, len(mine), cfg.train.micro_batch_size)]
+        parts = micro_batches(mine, cfg.train.micro_batch_size)
         t0 = time.perf_counter()
         stats = [micro_step(backend, reference, tokenizer, trie, data, part, cfg, scorer, last=m == len(parts) - 1)
                  for m, part in enumerate(parts)]
@@ -182,18 +173,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             log(f"[rl] step {step}/{total} hit@{cfg.grpo.group_size} {np.mean([r['hit_rate'] for r in window]):.3f} "
                 f"kl {np.mean([r['kl'] for r in window]):.4f} {np.mean([r['seconds'] for r in window]):.2f} s/step")
             window = []
-        last = step == total
-        if step % (cfg.train.eval_every or per_epoch) and not last:
+        if not is_eval_step(step, total, eval_every):
             continue
         scores = rank_valid(backend.module, tokenizer, trie, data, cfg, rank, world, device)
         state["valid"].append({"step": step, **scores})
-        stop = track_best(state, "best", scores[key], higher_is_better=True, patience=cfg.train.patience)
-        state["step"], state["stopped"] = step, stop
+        stop = end_evaluation(state, step, "best", scores[key], higher_is_better=True, patience=cfg.train.patience)
         metrics = {"step": step, **scores, "hit_rate": row["hit_rate"], "reward": row["reward"], "kl": row["kl"],
-                   "done": last or stop}
-        report_checkpoint(backend, tokenizer, state, rank, metrics)
+                   "done": step == total or stop}
+        report_lm_checkpoint(backend, tokenizer, state, rank, metrics)
         if rank == 0:
-            log(f"[rl] step {step}: {key} {scores[key]:.4f} (best {state['best']:.4f})"
-                + (" - stopping early" if stop else ""))
+            log_evaluation("rl", step, key, scores[key], state["best"], stop)
         if stop:
             break

@@ -10,7 +10,7 @@ on under teacher forcing)::
                       renormalised over those items
 
 At a labelled SID token the loss is then ``(1 - w) * CE(true code) + w * CE(q)``, both over the whole
-vocabulary (:func:`ray_rec.train.loop.response_loss`); EOS and text tokens keep the plain loss, and so
+vocabulary (:func:`ray_rec.train.batch.response_loss`); EOS and text tokens keep the plain loss, and so
 does the valid loss (so runs with and without a teacher compare), while the logged train loss includes
 the soft term. The teacher only reads the items of the student's own example (the window of a
 ``sid_seq`` example, the cut history of a ``sid_next`` one), so both see the same context.

@@ -8,7 +8,8 @@
   model's ``ray_rec_sft.json`` (:mod:`ray_rec.lm.checkpoint`);
 * :func:`crash_marker` -- where ``train.crash_at_step``'s once-per-run fault injection leaves its mark.
 
-The worker loops themselves stay with their stages (``ray_rec.train.loop``, ``ray_rec.rl.loop``).
+The worker loops stay with their stages (``ray_rec.train.loop``, ``ray_rec.rl.loop``); what they share
+beside the launcher is the rest of this package (``schedule``, ``backend``, ``checkpoint``, ``progress``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Any
 
 from ray_rec.io import atomic_dir
 from ray_rec.lm.checkpoint import write_meta
+from ray_rec.trainer.checkpoint import STATE_FILE
 from ray_rec.trainer.config import ScalingSection
 
-EXPORT_SKIP = {"deepspeed", "optimizer.pt", "trainer_state.json"}  # optimizer state, not part of the model
+EXPORT_SKIP = {"deepspeed", "optimizer.pt", STATE_FILE}  # optimizer state, not part of the model
 
 
 def torch_trainer(loop, loop_config: dict[str, Any], scaling: ScalingSection, name: str, storage: Path,

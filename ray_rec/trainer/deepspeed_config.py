@@ -1,4 +1,5 @@
-"""The DeepSpeed config dict, built by one pure function from SFTConfig (no DeepSpeed import here).
+"""The DeepSpeed config dict, built by one pure function from a Ray Train stage config (no DeepSpeed
+import here); :class:`ray_rec.trainer.backend.Backend` hands it to ``deepspeed.initialize``.
 
 On a GPU (``scaling.use_gpu``) precision ``auto`` means bf16 and communication overlaps compute; on a
 CPU it means fp32 (DeepSpeed then runs its collectives over gloo). The optimizer is passed to
@@ -14,16 +15,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray_rec.train.config import SFTConfig
 
-
-def use_bf16(cfg: SFTConfig) -> bool:
+def use_bf16(cfg) -> bool:
     """bf16 when asked for, or under ``auto`` on a GPU; fp32 otherwise."""
     return cfg.train.precision == "bf16" or (cfg.train.precision == "auto" and cfg.scaling.use_gpu)
 
 
-def deepspeed_config(cfg: SFTConfig) -> dict[str, Any]:
-    """ZeRO config for ``cfg.scaling.num_workers`` ranks: batch sizes, precision, clipping, sharding."""
+def deepspeed_config(cfg) -> dict[str, Any]:
+    """ZeRO config for ``cfg.scaling.num_workers`` ranks: batch sizes, precision, clipping, sharding.
+    ``cfg``: any stage config with ``train`` and ``scaling`` sections and ``grad_accum`` (SFT, GRPO)."""
     gpu = cfg.scaling.use_gpu
     # contiguous_gradients keeps a reduce buffer of this many elements per rank: 5e8 is 2 GB of fp32, too
     # much for CPU workers sharing a small machine
@@ -44,6 +44,6 @@ def deepspeed_config(cfg: SFTConfig) -> dict[str, Any]:
             "allgather_bucket_size": bucket,
         },
         "zero_allow_untested_optimizer": True,
-        "steps_per_print": 10**9,  # progress is ours (loop.py)
+        "steps_per_print": 10**9,  # progress lines are ours (trainer/progress.py)
         "wall_clock_breakdown": False,
     }
