@@ -68,11 +68,12 @@ def bench_embedding(n_items: int, batch_size: int, actors: int) -> dict:
     from ray_rec.data.embed import embed_texts, load_encoder
     from ray_rec.data.loaders import load_minionerec
     from ray_rec.data.samples import with_text
+    from ray_rec.resources import Resources
 
     items = with_text(load_minionerec(SHARED / "amazon18_industrial").items, DEFAULT_TEMPLATE, 1000)
     texts = items.column("text").to_pylist()[:n_items]
     ids = np.arange(len(texts))
-    cfg = EmbedConfig(batch_size=batch_size, num_actors=actors, max_length=128)
+    cfg = EmbedConfig(batch_size=batch_size, max_length=128, resources=Resources(workers=actors))
 
     set_threads(actors)  # the loop may use every core the actors get
     with Timer() as load:

@@ -9,7 +9,7 @@ Writes ``bench/results/<name>.json`` and ``.md``.
 
 Run:  .venv/bin/python bench/paired.py --run /tmp/sasrec_bench/scientific-leave_one_out --name paired_sci \\
           --model plain=<run>/sft/a/checkpoint_002470 --model distilled=<run>/sft/b/checkpoint_002340 \\
-          [--sid-method sasrec_cf64] [--eval-set num_actors=2]
+          [--sid-method sasrec_cf64] [--eval-set resources.workers=2]
 """
 
 from __future__ import annotations

@@ -104,10 +104,11 @@ def sasrec_row(paths: Any, dataset: str, protocol: str, seed: int, args: argpars
     from ray_rec.config import load_config
 
     base = {"run": str(paths.root), "max_len": DATASETS[dataset]["max_history"], "seed": seed,
-            "num_workers": args.workers, "time_limit_s": args.time_limit, "force": True,
+            "time_limit_s": args.time_limit, "force": True,
             # the machine's cores split over the workers (the SFT rows use both cores too)
-            "threads": max(1, (os.cpu_count() or 1) // args.workers),
-            "cpus_per_worker": max(1, (os.cpu_count() or 1) // args.workers)}
+            "resources": {"workers": args.workers,
+                          "threads_per_worker": max(1, (os.cpu_count() or 1) // args.workers),
+                          "cpus_per_worker": max(1, (os.cpu_count() or 1) // args.workers)}}
     if epochs is not None:
         base.update(select="last", max_epochs=epochs)
     cfg = load_config(SASRecConfig, None, args.sasrec_set, base=base)
@@ -156,7 +157,8 @@ def write_sasrec_codes(paths: Any, args: argparse.Namespace, name: str = "sasrec
 
     embeddings = ensure_item_embeddings(paths)  # no SASRec yet: add sasrec to --rows
     cfg = load_config(SIDConfig, None, [f"run={paths.root}", f"name={name}", f"embeddings={embeddings}",
-                                        "threads=2", *args.sid_set])
+                                        "resources.cpus_per_worker=2", "resources.threads_per_worker=2",
+                                        *args.sid_set])
     run_sid_build(cfg)
     return cfg.out_name
 
@@ -346,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-config", default=str(ROOT / "jobs/configs/evaluate.yaml"),
                         help="evaluation YAML of the generative row")
     parser.add_argument("--eval-set", action="append", default=[], metavar="KEY=VALUE",
-                        help="EvalConfig override of the generative row, e.g. num_actors=2")
+                        help="EvalConfig override of the generative row, e.g. resources.workers=2")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/ray_rec_quality"), help="run folders go here")
     parser.add_argument("--name", default="quality", help="result name: bench/results/<name>.json and .md")
     parser.add_argument("--label", default="", help="words added to the generative row's name, e.g. sid_seq")

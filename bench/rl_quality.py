@@ -10,7 +10,7 @@ per-user paired differences and the RL run's valid NDCG@K per evaluation.
 
 Run:  .venv/bin/python bench/rl_quality.py --run /tmp/sasrec_bench/industrial-strict --name rl_industrial \\
           --set sft_name=sft-seed0 [--config jobs/configs/rl_cpu.yaml] [--set train.max_steps=300] \\
-          [--eval-set num_actors=2]
+          [--eval-set resources.workers=2]
 """
 
 from __future__ import annotations

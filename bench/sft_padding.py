@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_env()
     set_threads(args.threads)
     cfg = load_config(SFTConfig, args.config, [f"run={args.run}", f"sid_method={args.sid_method}",
-                                               "name=bench_padding", "scaling.num_workers=1"])
+                                               "name=bench_padding", "resources.workers=1"])
     inputs = prepare_inputs(cfg)
     train, tokenizer = inputs["train"], inputs["tokenizer"]
     pad_id = int(tokenizer.pad_token_id)

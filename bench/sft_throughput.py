@@ -69,7 +69,7 @@ def plain_loop(cfg, data: dict[str, Any]) -> dict[str, float]:
     from ray_rec.trainer.progress import Meter, peak_memory_mb
     from ray_rec.trainer.schedule import get_lr, rank_indices
 
-    set_threads(cfg.scaling.threads_per_worker)
+    set_threads(cfg.resources.threads_per_worker)
     tok, train = data["tokenizer"], data["train"]
     model = build_model(cfg.model, tok, seed=cfg.train.seed).train()
     opt = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr, betas=(0.9, 0.95))
@@ -95,7 +95,7 @@ def variant_config(base: list[str], backend: str, workers: int):
     from ray_rec.config import load_config
     from ray_rec.train.config import SFTConfig
 
-    return load_config(SFTConfig, None, base + [f"train.backend={backend}", f"scaling.num_workers={workers}",
+    return load_config(SFTConfig, None, base + [f"train.backend={backend}", f"resources.workers={workers}",
                                                 f"name=bench-{backend}-{workers}w-{int(time.time())}"])
 
 

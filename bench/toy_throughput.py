@@ -44,7 +44,7 @@ def main() -> None:
     base = [f"run={tmp}", f"train.epochs={args.epochs}", *args.overrides]
     results = {}
 
-    cfg = load_config(ToyConfig, args.config, base + ["num_workers=1"])
+    cfg = load_config(ToyConfig, args.config, base + ["resources.workers=1"])
     seqs = load_sequences(cfg.data, cfg.seed)
     session = LocalSession(tmp / "plain")
     with Timer() as t:
@@ -53,7 +53,7 @@ def main() -> None:
 
     init_ray()
     for workers in (1, 2):
-        cfg = load_config(ToyConfig, args.config, base + [f"num_workers={workers}", f"name=bench-{uuid.uuid4().hex[:6]}"])
+        cfg = load_config(ToyConfig, args.config, base + [f"resources.workers={workers}", f"name=bench-{uuid.uuid4().hex[:6]}"])
         with Timer() as t:
             run_toy_train(cfg)
         history = json.loads((RunPaths(cfg.run).toy_train_dir(cfg.name) / "history.json").read_text())

@@ -30,6 +30,19 @@ def add_config_args(parser: argparse.ArgumentParser, default_config: str | None 
                         help="override a config key, e.g. --set train.lr=3e-4 (repeatable)")
 
 
+RESOURCE_FLAGS = {"workers": "resources.workers", "cpus_per_worker": "resources.cpus_per_worker",
+                  "threads_per_worker": "resources.threads_per_worker", "use_gpu": "resources.use_gpu"}
+
+
+def add_resource_args(parser: argparse.ArgumentParser, what: str = "Ray Train workers") -> None:
+    """The shorthands of the ``resources`` section, the same on every stage command."""
+    g = parser.add_argument_group("resources (shorthands for resources.*)")
+    g.add_argument("--workers", type=int, help=f"{what} (resources.workers)")
+    g.add_argument("--cpus-per-worker", type=float, help="logical CPUs Ray reserves per worker (resources.cpus_per_worker)")
+    g.add_argument("--threads-per-worker", type=int, help="torch threads per worker (resources.threads_per_worker)")
+    g.add_argument("--use-gpu", action="store_true", default=None, help="one GPU per worker (resources.use_gpu)")
+
+
 def flags_to_dict(args: argparse.Namespace, flags: Mapping[str, str] | Iterable[str]) -> dict[str, Any]:
     """The shorthand flags given on the command line (not None) as a nested dict of config keys."""
     keys = dict(flags) if isinstance(flags, Mapping) else {name: name for name in flags}
@@ -58,5 +71,6 @@ def config_from_args(cls: type[T], args: argparse.Namespace,
                      flags: Mapping[str, str] | Iterable[str] = ()) -> T:
     """Config ``cls`` from ``args.config``, then the shorthand ``flags``, then ``args.overrides``."""
     data = read_yaml(args.config) if getattr(args, "config", None) else {}
+    keys = dict(flags) if isinstance(flags, Mapping) else {name: name for name in flags}
     return load_config(cls, None, list(getattr(args, "overrides", []) or []),
-                       base=merge(data, flags_to_dict(args, flags)))
+                       base=merge(data, flags_to_dict(args, {**RESOURCE_FLAGS, **keys})))

@@ -45,6 +45,15 @@ def option(default: Any = dataclasses.MISSING, help: str = "", affects_result: b
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
 
 
+# Keys that moved into the ``resources`` section every stage config has (ray_rec/resources.py).
+MOVED_KEYS = {"scaling": "resources (workers, cpus_per_worker, threads_per_worker, use_gpu; "
+                         "max_failures is now train.max_failures)",
+              "num_workers": "resources.workers", "num_actors": "resources.workers",
+              "cpus_per_actor": "resources.cpus_per_worker", "cpus_per_worker": "resources.cpus_per_worker",
+              "threads": "resources.threads_per_worker", "threads_per_actor": "resources.threads_per_worker",
+              "use_gpu": "resources.use_gpu", "device": "resources.use_gpu", "gpus_per_actor": "resources.use_gpu"}
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Coerce a YAML-parsed value to the annotated type ``tp``; raise ConfigError naming ``where``."""
     origin = get_origin(tp)
@@ -113,9 +122,12 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(names))
     if unknown:
+        moved = [f"{prefix + k} is now {prefix + MOVED_KEYS[k]}" for k in unknown
+                 if k in MOVED_KEYS and "resources" in names]
         raise ConfigError(
             f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
             f"valid keys{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(names)}"
+            + (f" ({'; '.join(moved)})" if moved else "")
         )
     defaults = {f.name: f.default for f in dataclasses.fields(cls)}
     kwargs = {k: _coerce(_over_default(v, defaults[k]), hints[k], prefix + k) for k, v in data.items()}

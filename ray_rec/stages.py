@@ -170,7 +170,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           doc="the toy sequential recommender under Ray Train"),
     Stage("toy_tune", "toy tune", "ray_rec.toy.config:ToyConfig", "ray_rec.toy.tune:run_toy_tune",
           "ray_rec.toy.cli", out_dir=lambda c: _paths(c).toy_tune_dir(c.tune.name), inputs=_toy_inputs,
-          results=("best_config.yaml", "results.csv"), in_pipeline=False, unused=("name", "num_workers"),
+          results=("best_config.yaml", "results.csv"), in_pipeline=False, unused=("name",),
           doc="a Ray Tune (ASHA) sweep of the toy recommender"),
 )}
 

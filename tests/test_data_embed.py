@@ -15,6 +15,7 @@ import pytest
 from ray_rec.data.config import DataConfig, EmbedConfig, SyntheticConfig
 from ray_rec.data.embed import embeddings_table, load_encoder, normalize_rows, read_embeddings, run_embed
 from ray_rec.data.prepare import run_prepare
+from ray_rec.resources import Resources
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def industrial_vectors(ray_start_2_cpus, shared_data, tmp_path_factory):
     """Embed all 3,686 Industrial titles once per session (minutes on a loaded 2-core machine)."""
     run = tmp_path_factory.mktemp("industrial")
     run_prepare(DataConfig(run=str(run), source="minionerec", path=str(shared_data / "amazon18_industrial")))
-    path = run_embed(EmbedConfig(run=str(run), template="{title}", max_length=32, batch_size=128, num_actors=2))
+    path = run_embed(EmbedConfig(run=str(run), template="{title}", max_length=32, batch_size=128, resources=Resources(workers=2)))
     return read_embeddings(path)
 
 
@@ -66,7 +67,7 @@ def test_industrial_neighbours_share_category_words(industrial_vectors, shared_d
 
 def test_rerun_embeds_only_missing_items(ray_start_2_cpus, tmp_path):
     run_prepare(DataConfig(run=str(tmp_path), synthetic=SyntheticConfig(n_items=100, n_users=50)))
-    cfg = EmbedConfig(run=str(tmp_path), normalize=False, max_length=48, num_actors=1, flush_every=40)
+    cfg = EmbedConfig(run=str(tmp_path), normalize=False, max_length=48, resources=Resources(workers=1), flush_every=40)
     path = run_embed(cfg)
     ids, first = read_embeddings(path)
     assert first.shape == (100, 384) and np.isfinite(first).all()
@@ -84,7 +85,7 @@ def test_rerun_embeds_only_missing_items(ray_start_2_cpus, tmp_path):
     # same config, nothing missing: skipped; a different encoder setting re-embeds everything
     run_embed(cfg)
     assert json.loads(stage.read_text())["embedded"] == 10
-    run_embed(EmbedConfig(run=str(tmp_path), normalize=False, max_length=40, num_actors=1))
+    run_embed(EmbedConfig(run=str(tmp_path), normalize=False, max_length=40, resources=Resources(workers=1)))
     assert json.loads(stage.read_text())["embedded"] == 100
 
 

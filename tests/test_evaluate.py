@@ -18,6 +18,7 @@ from ray_rec.io import write_parquet
 from ray_rec.lm.checkpoint import save_sft_model
 from ray_rec.lm.model import build_model_and_tokenizer
 from ray_rec.paths import RunPaths
+from ray_rec.resources import Resources
 from ray_rec.schema import CODES, SAMPLES
 from ray_rec.train.config import ModelSection
 
@@ -59,8 +60,8 @@ def make_run(root, n_items: int = 40, n_users: int = 20, seed: int = 0) -> RunPa
 def test_one_and_two_actors_give_identical_metrics(tmp_path, ray_start_2_cpus, capsys):
     paths = make_run(tmp_path / "run")
     base = dict(run=str(paths.root), num_beams=10, top_k=10, ks=[1, 3, 5, 10], batch_size=4)
-    one = run_evaluate(EvalConfig(name="one", num_actors=1, **base))
-    two = run_evaluate(EvalConfig(name="two", num_actors=2, **base))
+    one = run_evaluate(EvalConfig(name="one", resources=Resources(workers=1), **base))
+    two = run_evaluate(EvalConfig(name="two", resources=Resources(workers=2), **base))
     keys = [f"{m}@{k}" for k in (1, 3, 5, 10) for m in ("hr", "ndcg")]
     assert {k: one[k] for k in keys} == {k: two[k] for k in keys}
     assert one["cc"] == two["cc"] == 0 and one["users"] == 20
@@ -73,10 +74,10 @@ def test_one_and_two_actors_give_identical_metrics(tmp_path, ray_start_2_cpus, c
     assert saved["hr@10"] == one["hr@10"]
     assert "| one |" in (paths.eval_dir("one", "test") / "metrics.md").read_text()
     # a finished evaluation with the same config is not redone, whatever the actor count
-    again = run_evaluate(EvalConfig(name="one", num_actors=2, **base))
+    again = run_evaluate(EvalConfig(name="one", resources=Resources(workers=2), **base))
     assert again["hr@10"] == one["hr@10"] and again["seconds"] == one["seconds"]
     # the command line maps its flags onto the same config (so it finds that finished evaluation)
-    assert main(["evaluate", "--run", str(paths.root), "--name", "one", "--split", "test", "--num-actors", "2",
+    assert main(["evaluate", "--run", str(paths.root), "--name", "one", "--split", "test", "--workers", "2",
                  "--set", "num_beams=10", "--set", "top_k=10",
                  "--set", "ks=[1,3,5,10]", "--set", "batch_size=4"]) == 0
     assert f"{one['hr@10']:.4f}" in capsys.readouterr().out

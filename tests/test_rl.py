@@ -127,7 +127,7 @@ def test_rollouts_are_distinct_valid_items_scored_as_the_model_scores_them(tmp_p
 def test_shipped_rl_configs_load_and_bad_ones_are_refused():
     for name in ("rl.yaml", "rl_smoke.yaml"):
         cfg = load_config(RLConfig, CONFIGS / name)
-        assert cfg.train.global_batch_size % (cfg.scaling.num_workers * cfg.train.micro_batch_size) == 0
+        assert cfg.train.global_batch_size % (cfg.resources.workers * cfg.train.micro_batch_size) == 0
     cfg = load_config(RLConfig, None, ["train.lr=3e-4"])
     assert cfg.train.lr == 3e-4 and cfg.train.min_lr_ratio == 1.0   # RL's own defaults survive an override
     for bad in (["grpo.group_size=1"], ["grpo.eval_k=30", "grpo.eval_beams=20"], ["train.global_batch_size=10"]):
@@ -146,8 +146,8 @@ def test_missing_model_is_a_clear_error(tmp_path):
 
 SFT_TINY = ["model.hidden_size=32", "model.num_heads=4", "model.num_kv_heads=2", "model.bpe_vocab_size=300",
             "train.global_batch_size=16", "train.micro_batch_size=16", "train.warmup_steps=2", "train.lr=5e-3",
-            "train.eval_every=0", "train.backend=ddp", "scaling.num_workers=1", "scaling.cpus_per_worker=1",
-            "scaling.threads_per_worker=2", "sid_method=rqkmeans", "tasks.sid_next=1"]
+            "train.eval_every=0", "train.backend=ddp", "resources.workers=1", "resources.cpus_per_worker=1",
+            "resources.threads_per_worker=2", "sid_method=rqkmeans", "tasks.sid_next=1"]
 
 
 def trained_users_ndcg(model_dir: Path, paths, n: int = 64, beams: int = 16) -> float:
@@ -181,8 +181,8 @@ def test_grpo_under_ray_train_makes_right_items_likelier_and_survives_a_killed_w
         f"run={paths.root}", "grpo.group_size=16", "grpo.reward=ranking", "grpo.beta=0.01", "grpo.eval_beams=8",
         "grpo.eval_k=5", "grpo.max_prompts=64", "train.backend=deepspeed", "train.global_batch_size=8",
         "train.micro_batch_size=2", "train.epochs=4", "train.max_steps=16", "train.eval_every=8", "train.lr=1e-3",
-        "train.warmup_steps=0", "train.log_every=4", "scaling.num_workers=2", "scaling.cpus_per_worker=1",
-        "train.crash_at_step=10", "train.crash_rank=1", "scaling.max_failures=1"])
+        "train.warmup_steps=0", "train.log_every=4", "resources.workers=2", "resources.cpus_per_worker=1",
+        "train.crash_at_step=10", "train.crash_rank=1", "train.max_failures=1"])
     out = run_rl(cfg)
 
     # worker 1 died at step 10; the group restarted from the step-8 checkpoint and finished the run

@@ -18,6 +18,7 @@ from ray_rec.config import ConfigError, load_config
 from ray_rec.io import write_parquet
 from ray_rec.metrics import hr_ndcg, ranks_from_scores
 from ray_rec.paths import RunPaths
+from ray_rec.resources import Resources
 from ray_rec.schema import ITEMS, SAMPLES
 
 
@@ -111,7 +112,7 @@ def _synthetic_run(root, num_items: int = 30, num_users: int = 160, seed: int = 
 def test_sasrec_trains_on_two_ray_workers_and_beats_most_popular(tmp_path, ray_start_2_cpus):
     paths = _synthetic_run(tmp_path / "run")
     cfg = SASRecConfig(run=str(paths.root), hidden=16, heads=2, blocks=2, dropout=0.1, max_len=8,
-                       lr=5e-3, batch_size=32, max_epochs=25, patience=5, num_workers=2, cpus_per_worker=1.0,
+                       lr=5e-3, batch_size=32, max_epochs=25, patience=5, resources=Resources(workers=2, cpus_per_worker=1.0),
                        ks=[1, 10])
     metrics = run_sasrec(cfg)
 

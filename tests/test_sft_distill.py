@@ -144,7 +144,7 @@ def test_mixed_loss_equals_the_hand_computed_mix(tok, teacher):
 def test_training_on_teacher_targets_moves_the_student_toward_them(tok, teacher):
     """With weight 1 the student learns the teacher's code distributions: the soft cross-entropy falls."""
     cfg = load_config(SFTConfig, None, ["train.backend=ddp", "train.global_batch_size=3", "train.micro_batch_size=3",
-                                        "scaling.num_workers=1", "train.lr=0.01", "distill.weight=1.0"])
+                                        "resources.workers=1", "train.lr=0.01", "distill.weight=1.0"])
     ex, _ = tasks.build_examples(tok, TasksSection(sid_next=1.0, max_history=10), SAMPLES, CODES, {}, teacher=teacher)
     model = build_model(ModelSection(hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1), tok, seed=1)
     backend = SFTBackend(model, cfg, torch.device("cpu"), tokens_per_micro=tokens_per_micro_batch(ex, cfg))

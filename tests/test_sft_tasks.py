@@ -177,7 +177,7 @@ def test_every_labelled_token_weighs_the_same_across_batches(tok):
     """With a fixed tokens_per_micro the gradient of a step is its summed token loss over that fixed
     count, so a batch of short examples does not weigh more per token than one of long examples."""
     cfg = load_config(SFTConfig, None, ["train.backend=ddp", "train.global_batch_size=2", "train.micro_batch_size=2",
-                                        "scaling.num_workers=1", "train.grad_clip=0"])
+                                        "resources.workers=1", "train.grad_clip=0"])
     pairs = tasks.sid_next_examples(tok, SAMPLES, tasks.sid_token_ids(tok, CODES), 10)
     pairs += tasks.encode_pairs(tok, tasks.text_pairs("sid_to_title", SAMPLES, CODES, TITLES, TasksSection()))
     ex = tasks.Examples.pack(pairs, [0] * len(pairs))
@@ -199,7 +199,7 @@ def test_sorted_micro_batches_give_the_same_gradient(tok):
     """sort_micro_batches: a step's examples ordered by length before the cut into micro-batches pad
     less and leave the step's gradient unchanged."""
     cfg = load_config(SFTConfig, None, ["train.backend=ddp", "train.global_batch_size=4", "train.micro_batch_size=2",
-                                        "scaling.num_workers=1", "train.grad_clip=0"])
+                                        "resources.workers=1", "train.grad_clip=0"])
     samples = tasks.Samples(users=[1, 2, 3, 4], histories=[[0, 1, 2, 0, 1, 2], [0], [2, 1, 0, 2, 1], [1]],
                             targets=[1, 0, 2, 0], path="samples_train.parquet")
     pairs = tasks.sid_next_examples(tok, samples, tasks.sid_token_ids(tok, CODES), 10)
@@ -226,7 +226,7 @@ def test_train_step_lowers_the_loss_and_counts_tokens(tok):
     """The loop's optimizer step (micro-batches, forward/backward, step) trains: repeated on one batch
     its loss falls, and it reports the batch's real tokens and padded positions."""
     cfg = load_config(SFTConfig, None, ["train.backend=ddp", "train.global_batch_size=4", "train.micro_batch_size=2",
-                                        "scaling.num_workers=1", "train.lr=0.01"])
+                                        "resources.workers=1", "train.lr=0.01"])
     samples = tasks.Samples(users=[1, 2, 3, 4], histories=[[0, 1, 2, 0], [0], [2, 1], [1, 2, 0]],
                             targets=[1, 0, 2, 1], path="samples_train.parquet")
     ex = tasks.Examples.pack(tasks.sid_next_examples(tok, samples, tasks.sid_token_ids(tok, CODES), 10), [0] * 4)
@@ -246,15 +246,15 @@ def test_train_step_lowers_the_loss_and_counts_tokens(tok):
 
 def test_deepspeed_config_from_sft_config():
     cfg = load_config(SFTConfig, None, ["train.global_batch_size=32", "train.micro_batch_size=4",
-                                        "scaling.num_workers=2", "train.grad_clip=0.5"])
+                                        "resources.workers=2", "train.grad_clip=0.5"])
     ds = deepspeed_config(cfg)
     assert (ds["train_batch_size"], ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"]) \
         == (32, 4, 4)
     assert ds["zero_optimization"]["stage"] == 2 and ds["gradient_clipping"] == 0.5
     assert ds["bf16"] == {"enabled": False}
-    gpu = load_config(SFTConfig, None, ["scaling.use_gpu=true"])
+    gpu = load_config(SFTConfig, None, ["resources.use_gpu=true"])
     assert deepspeed_config(gpu)["bf16"] == {"enabled": True}
-    assert deepspeed_config(load_config(SFTConfig, None, ["scaling.use_gpu=true", "train.precision=fp32"]))[
+    assert deepspeed_config(load_config(SFTConfig, None, ["resources.use_gpu=true", "train.precision=fp32"]))[
         "bf16"] == {"enabled": False}
 
 

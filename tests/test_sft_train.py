@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 TINY = ["model.hidden_size=32", "model.num_heads=4", "model.num_kv_heads=2", "model.bpe_vocab_size=300",
         "train.global_batch_size=16", "train.micro_batch_size=4", "train.warmup_steps=2", "train.lr=5e-3",
-        "train.log_every=4", "scaling.num_workers=2", "scaling.cpus_per_worker=1", "sid_method=rqkmeans"]
+        "train.log_every=4", "resources.workers=2", "resources.cpus_per_worker=1", "sid_method=rqkmeans"]
 
 
 def state_of(checkpoint: Path) -> dict:
@@ -103,7 +103,7 @@ def test_freeze_base_survives_a_killed_worker(ray_start_2_cpus, tmp_path):
     cfg = load_config(SFTConfig, None, [
         f"run={paths.root}", "name=freeze_crash", "model.freeze_base=true", "train.max_steps=6",
         "train.eval_every=2", "train.lr=2e-2", "train.crash_at_step=3", "train.crash_rank=1",
-        "scaling.max_failures=1", *TINY])
+        "train.max_failures=1", *TINY])
     out = run_sft(cfg)
     marker = paths.sft_dir("freeze_crash") / "crash_marker"
     assert marker.is_file(), "the injected fault never fired"

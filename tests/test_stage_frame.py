@@ -30,19 +30,19 @@ from ray_rec.stage import STAGE_FILE, fingerprint, result_fields
 # stage -> (a field whose change changes the result, a field declared not to)
 CHANGES = {
     "data": ("max_history", "num_cpus"),
-    "embed": ("max_length", "num_actors"),
-    "sid": ("seed", "threads"),
-    "sft": ("train.lr", "scaling.num_workers"),
-    "evaluate": ("num_beams", "num_actors"),
-    "rl": ("grpo.beta", "scaling.threads_per_worker"),
-    "sasrec": ("hidden", "force"),
-    "toy_train": ("seed", "cpus_per_worker"),
+    "embed": ("max_length", "resources.workers"),
+    "sid": ("seed", "resources.threads_per_worker"),
+    "sft": ("train.lr", "resources.workers"),
+    "evaluate": ("num_beams", "resources.use_gpu"),
+    "rl": ("grpo.beta", "resources.threads_per_worker"),
+    "sasrec": ("hidden", "resources.workers"),
+    "toy_train": ("seed", "resources.cpus_per_worker"),
     "toy_tune": ("seed", "name"),
 }
 RESULT_VALUES = {"max_history": 7, "max_length": 64, "seed": 5, "train.lr": 2e-3, "num_beams": 60,
                  "grpo.beta": 0.1, "hidden": 32}
-RUNTIME_VALUES = {"num_cpus": 3, "num_actors": 3, "threads": 2, "scaling.num_workers": 4,
-                  "scaling.threads_per_worker": 2, "force": True, "cpus_per_worker": 0.5, "name": "other"}
+RUNTIME_VALUES = {"num_cpus": 3, "resources.workers": 4, "resources.threads_per_worker": 2, "resources.use_gpu": True,
+                  "resources.cpus_per_worker": 0.5, "name": "other"}
 
 
 def changed(cfg, dotted: str, value):
@@ -109,7 +109,7 @@ def test_result_fields_leave_out_runtime_fields_and_the_run_folder(tmp_path):
 
     cfg = EvalConfig(run=str(tmp_path), checkpoint=str(tmp_path / "sft" / "a" / "model"))
     fields = result_fields(cfg)
-    assert "run" not in fields and "num_actors" not in fields and "threads_per_actor" not in fields
+    assert "run" not in fields and "resources" not in fields
     assert fields["checkpoint"] == "<run>/sft/a/model" and fields["num_beams"] == 50
     # a model outside the run folder is named as given
     outside = dataclasses.replace(cfg, checkpoint="/models/qwen")

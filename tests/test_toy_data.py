@@ -68,7 +68,7 @@ def test_leave_one_out_splits_by_hand():
 def test_config_refuses_unknown_keys_and_bad_values():
     with pytest.raises(ConfigError, match="valid keys under train: epochs"):
         load_config(ToyConfig, None, ["train.epoch=3"])
-    with pytest.raises(ConfigError, match="needs device=cuda"):
+    with pytest.raises(ConfigError, match="needs resources.use_gpu=true"):
         load_config(ToyConfig, None, ["train.amp=true"])
     with pytest.raises(ConfigError, match="needs data.train_path"):
         load_config(ToyConfig, None, ["data.dataset=jsonl"])
@@ -96,7 +96,7 @@ def test_cli_data_writes_jsonl(tmp_path, capsys):
 def test_cli_cuda_without_gpu_is_one_sentence(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    code = main(["toy", "train", "--device", "cuda", "--run", str(tmp_path)])
+    code = main(["toy", "train", "--use-gpu", "--run", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "no CUDA GPU" in err and "Traceback" not in err
     assert not any(tmp_path.iterdir())

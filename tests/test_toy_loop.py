@@ -16,7 +16,7 @@ from ray_rec.toy.loop import LocalSession, epoch_order, fit, fit_local, load_sta
 from ray_rec.toy.model import ToyRec, last_position, masked_mean
 
 TINY = ["data.num_users=120", "data.num_items=30", "data.max_len=8", "data.max_seq_len=12",
-        "model.embed_dim=16", "train.batch_size=16", "train.lr=1e-2", "num_workers=1"]
+        "model.embed_dim=16", "train.batch_size=16", "train.lr=1e-2", "resources.workers=1"]
 
 
 def tiny(*overrides: str) -> ToyConfig:

@@ -24,10 +24,10 @@ def test_torchtrainer_two_workers_learns_beats_popular_and_resumes(ray_start_2_c
     from ray_rec.toy.train import run_toy_train
 
     name = f"t-{uuid.uuid4().hex[:8]}"  # a repeated name would resume an older run
-    first = run_toy_train(smoke(tmp_path, f"name={name}", "train.epochs=2", "num_workers=2"))
+    first = run_toy_train(smoke(tmp_path, f"name={name}", "train.epochs=2", "resources.workers=2"))
     assert first["epoch"] == 2 and first["resumed_from_epoch"] == 0
 
-    cfg = smoke(tmp_path, f"name={name}", "train.epochs=4", "num_workers=2")
+    cfg = smoke(tmp_path, f"name={name}", "train.epochs=4", "resources.workers=2")
     final = run_toy_train(cfg)  # same name: continues from the epoch-2 checkpoint
     assert final["epoch"] == 4 and final["resumed_from_epoch"] == 2
     out = RunPaths(tmp_path).toy_train_dir(name)

@@ -3,7 +3,7 @@
 Examples::
 
     ray-rec baseline sasrec --run runs/demo
-    ray-rec baseline sasrec --config jobs/configs/sasrec.yaml --set max_len=20 --set num_workers=1
+    ray-rec baseline sasrec --config jobs/configs/sasrec.yaml --set max_len=20 --workers 1
 
 Flags are shorthands for config keys; precedence is defaults < ``--config`` YAML < flags < ``--set``.
 Only argparse and the config system are imported here so that ``--help`` is fast.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ray_rec.cliargs import add_config_args, config_from_args
+from ray_rec.cliargs import add_config_args, add_resource_args, config_from_args
 
 
 def register(subparsers: Any) -> None:
@@ -25,9 +25,8 @@ def register(subparsers: Any) -> None:
                        description="Train SASRec (full softmax, early stopping on valid NDCG@10) under Ray Train "
                                    "and score valid/test with full ranking over the catalogue.")
     add_config_args(p)
+    add_resource_args(p)
     p.add_argument("--run", help="run folder holding data/ (run)")
-    p.add_argument("--num-workers", type=int, help="Ray Train workers (num_workers)")
-    p.add_argument("--use-gpu", action="store_true", default=None, help="one GPU per worker (use_gpu)")
     p.add_argument("--force", action="store_true", default=None, help="retrain even if finished (force)")
     p.set_defaults(func=_sasrec)
 
@@ -35,7 +34,7 @@ def register(subparsers: Any) -> None:
 def _sasrec(args: argparse.Namespace) -> int:
     from ray_rec.baseline.config import SASRecConfig
 
-    cfg = config_from_args(SASRecConfig, args, ["run", "num_workers", "use_gpu", "force"])
+    cfg = config_from_args(SASRecConfig, args, ["run", "force"])
     from ray_rec.baseline.train import run_sasrec
     from ray_rec.metrics import format_table
 

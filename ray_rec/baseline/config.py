@@ -11,6 +11,7 @@ from typing import Literal
 
 from ray_rec.config import ConfigError, option
 from ray_rec.paths import DEFAULT_RUN
+from ray_rec.resources import Resources
 
 
 @dataclass(frozen=True)
@@ -40,19 +41,15 @@ class SASRecConfig:
     eval_batch_size: int = option(512, help="users scored per forward pass during evaluation")
     ks: list[int] = option([1, 3, 5, 10, 20, 50], help="cut-offs K of HR@K and NDCG@K")
     seed: int = option(0, help="seed of initialisation, dropout and shuffling")
-    # distribution
-    num_workers: int = option(2, help="Ray Train workers (DDP over gloo on CPU, nccl on GPU)")
-    cpus_per_worker: float = option(1.0, help="CPUs Ray reserves per worker (0.5 lets 2 workers share 1 core)")
-    use_gpu: bool = option(False, help="train on one GPU per worker")
-    threads: int = option(1, help="torch threads per worker")
+    resources: Resources = option(Resources(), affects_result=False,
+                                  help="Ray Train workers (DDP over gloo on CPU, NCCL on GPU) and what each gets")
     name: str = option("", affects_result=False, help="Ray Train run name (empty: a fresh unique name; a repeated name resumes)")
     force: bool = option(False, affects_result=False, help="retrain even if baseline/sasrec holds a finished run with this config")
 
     def __post_init__(self) -> None:
         positive = {"hidden": self.hidden, "blocks": self.blocks, "heads": self.heads, "max_len": self.max_len,
                     "batch_size": self.batch_size, "max_epochs": self.max_epochs,
-                    "eval_batch_size": self.eval_batch_size, "num_workers": self.num_workers,
-                    "threads": self.threads}
+                    "eval_batch_size": self.eval_batch_size}
         for key, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{key} must be positive, got {value}")
@@ -66,10 +63,10 @@ class SASRecConfig:
         if self.patience < 1:
             raise ConfigError(f"patience must be at least 1 evaluation, got {self.patience}; "
                               f"use select=last with max_epochs=N for a fixed number of epochs")
-        if self.batch_size < self.num_workers:
-            raise ConfigError(f"batch_size={self.batch_size} is smaller than num_workers={self.num_workers}; "
+        if self.batch_size < self.resources.workers:
+            raise ConfigError(f"batch_size={self.batch_size} is smaller than resources.workers={self.resources.workers}; "
                               f"every worker needs at least one sample per step")
         if not self.ks or min(self.ks) <= 0 or 10 not in self.ks:
             raise ConfigError(f"ks must be positive and include 10 (early stopping watches NDCG@10), got {self.ks}")
-        if self.time_limit_s < 0 or self.cpus_per_worker <= 0:
-            raise ConfigError("time_limit_s must be >= 0 and cpus_per_worker > 0")
+        if self.time_limit_s < 0:
+            raise ConfigError("time_limit_s must be >= 0")

@@ -1,7 +1,7 @@
 """Train and score SASRec under Ray Train: ``run_sasrec(cfg)`` (also ``ray-rec baseline sasrec``).
 
 Reads ``<run>/data/samples_{train,valid,test}.parquet`` (schema SAMPLES) and ``<run>/data/items.parquet``
-for the catalogue size, trains with DDP on ``cfg.num_workers`` Ray Train workers, stops early on valid
+for the catalogue size, trains with DDP on ``cfg.resources.workers`` Ray Train workers, stops early on valid
 NDCG@10, scores valid and test with the shared metric code (full ranking, padding excluded) and writes
 ``<run>/baseline/sasrec/{metrics.json, metrics.md, curve.png, model/, item_embeddings.parquet}``. A
 finished run with the same config is not redone. Best tracking, early stopping and reporting come from
@@ -33,7 +33,7 @@ import torch
 from ray_rec import artifacts
 from ray_rec.baseline.config import SASRecConfig
 from ray_rec.baseline.sasrec import SASRec
-from ray_rec.config import to_dict
+from ray_rec.config import from_dict, to_dict
 from ray_rec.data.samples import user_sequences, windows
 from ray_rec.errors import InputError, at
 from ray_rec.metrics import format_table, hr_ndcg, ranks_from_scores
@@ -149,10 +149,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     from ray_rec.runtime import set_threads
 
-    cfg = SASRecConfig(**config["cfg"])
+    cfg = from_dict(SASRecConfig, config["cfg"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    set_threads(cfg.threads)
+    set_threads(cfg.resources.threads_per_worker)
     torch.manual_seed(cfg.seed)
     device = ray.train.torch.get_device()
     num_items = config["num_items"]
@@ -293,8 +293,8 @@ def _fit(cfg: SASRecConfig, num_items: int, paths: Any, out: Path) -> Any:
         train_loop_per_worker,
         train_loop_config={"cfg": to_dict(cfg), "num_items": num_items,
                            **{s: str(paths.samples(s)) for s in ("train", "valid", "test")}},
-        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                     resources_per_worker={"CPU": cfg.cpus_per_worker}),
+        scaling_config=ScalingConfig(num_workers=cfg.resources.workers, use_gpu=cfg.resources.use_gpu,
+                                     resources_per_worker={"CPU": cfg.resources.cpus_per_worker}),
         run_config=RunConfig(name=name, storage_path=str(out / "ray")),
     )
     result = trainer.fit()

@@ -3,7 +3,7 @@
     ray-rec data prepare                                   # synthetic default into runs/default
     ray-rec data prepare --config jobs/configs/data_industrial.yaml --run runs/ind
     ray-rec data prepare --set source=amazon --set amazon.reviews=R.json.gz --set amazon.meta=M.json.gz
-    ray-rec data embed --run runs/ind --set num_actors=2
+    ray-rec data embed --run runs/ind --workers 2
     ray-rec data stats --run runs/ind
 
 Only argparse and the config helpers are imported here, so ``--help`` stays fast.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from ray_rec.cliargs import add_config_args, config_from_args
+from ray_rec.cliargs import add_config_args, add_resource_args, config_from_args
 from ray_rec.paths import DEFAULT_RUN
 
 
@@ -34,8 +34,8 @@ def register(subparsers) -> None:
     emb = sub.add_parser("embed", help="embed item texts with Ray Data into <run>/embeddings")
     emb.add_argument("--run", dest="run", help="run folder (default runs/default)")
     emb.add_argument("--encoder", help="local encoder folder (default: packaged all-MiniLM-L6-v2)")
-    emb.add_argument("--num-actors", dest="num_actors", type=int, help="encoder actors (default 2)")
     add_config_args(emb)
+    add_resource_args(emb, "encoder actors, each loading the model once")
     emb.set_defaults(func=_embed)
 
     st = sub.add_parser("stats", help="counts, sparsity, length distributions and a PNG histogram")
@@ -56,7 +56,7 @@ def _prepare(args: argparse.Namespace) -> int:
 def _embed(args: argparse.Namespace) -> int:
     from ray_rec.data.config import EmbedConfig
 
-    cfg = config_from_args(EmbedConfig, args, ["run", "encoder", "num_actors"])
+    cfg = config_from_args(EmbedConfig, args, ["run", "encoder"])
     from ray_rec.data.embed import read_embeddings, run_embed
 
     path = run_embed(cfg)

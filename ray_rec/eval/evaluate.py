@@ -114,11 +114,11 @@ def predict(cfg: EvalConfig, samples: pa.Table, checkpoint: Path, codes_path: Pa
     ds = ray.data.from_arrow(blocks).map_batches(
         BeamSearchActor,
         fn_constructor_kwargs=dict(checkpoint=str(checkpoint), codes_path=str(codes_path), num_beams=cfg.num_beams,
-                                   top_k=cfg.top_k, device=cfg.device, threads=cfg.threads_per_actor,
+                                   top_k=cfg.top_k, device=cfg.resources.device, threads=cfg.resources.threads_per_worker,
                                    max_history=cfg.max_history),
         batch_size=cfg.batch_size, batch_format="pyarrow", udf_modifying_row_count=False,
-        compute=ray.data.ActorPoolStrategy(size=cfg.num_actors),
-        num_cpus=cfg.cpus_per_actor, num_gpus=1 if cfg.device == "cuda" else 0,
+        compute=ray.data.ActorPoolStrategy(size=cfg.resources.workers),
+        num_cpus=cfg.resources.cpus_per_worker, num_gpus=1 if cfg.resources.use_gpu else 0,
     )
     table = pa.concat_tables(ray.get(ds.to_arrow_refs()))
     return table.take(pc.sort_indices(table, [("row", "ascending")]))
@@ -138,8 +138,8 @@ def require_gpus(cfg: EvalConfig) -> None:
     """Fail fast instead of waiting forever for GPUs the cluster does not have."""
     import ray
 
-    if cfg.device == "cuda" and ray.cluster_resources().get("GPU", 0) < 1:
-        raise InputError("device=cuda but the Ray cluster has no GPU; use --device cpu")
+    if cfg.resources.use_gpu and ray.cluster_resources().get("GPU", 0) < 1:
+        raise InputError("resources.use_gpu=true but the Ray cluster has no GPU; leave resources.use_gpu false (CPU actors)")
 
 
 def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """``ray-rec rl``: GRPO fine-tuning of an SFT model under Ray Train.
 
     ray-rec rl --config jobs/configs/rl_smoke.yaml --run runs/demo
-    ray-rec rl --config jobs/configs/rl.yaml --set scaling.num_workers=8 --set scaling.use_gpu=true
+    ray-rec rl --config jobs/configs/rl.yaml --set resources.workers=8 --set resources.use_gpu=true
     ray-rec rl --run runs/demo --set grpo.cf_weight=0.5      # add the SASRec reward
     ray-rec rl --run runs/demo --set sft_name=wide           # start from <run>/sft/wide/model
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from ray_rec.cliargs import add_config_args, config_from_args
+from ray_rec.cliargs import add_config_args, add_resource_args, config_from_args
 
 
 def register(subparsers) -> None:
@@ -34,6 +34,7 @@ def register(subparsers) -> None:
                                         "<run>/sft/<sft_name>/model, --set sft_name=NAME picks the SFT run, "
                                         "default sft)")
     add_config_args(parser)
+    add_resource_args(parser, "Ray Train workers")
     parser.set_defaults(func=_rl)
 
 

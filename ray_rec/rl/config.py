@@ -1,4 +1,4 @@
-"""RLConfig: the GRPO stage's one config. The ``train`` and ``scaling`` sections are the SFT stage's
+"""RLConfig: the GRPO stage's one config. The ``train`` and ``resources`` sections are the SFT stage's
 (:mod:`ray_rec.trainer.config`: same backends, schedule, checkpoints and Ray Train workers); ``grpo``
 holds what is new: rollouts, rewards, the KL weight and the validation ranking that picks the best
 checkpoint.
@@ -16,7 +16,8 @@ from typing import Literal
 
 from ray_rec.config import ConfigError, option
 from ray_rec.paths import DEFAULT_RUN, DEFAULT_SFT
-from ray_rec.trainer.config import RayTrainStage, ScalingSection, TrainSection
+from ray_rec.resources import Resources
+from ray_rec.trainer.config import RayTrainStage, TrainSection
 
 
 @dataclass(frozen=True)
@@ -65,4 +66,4 @@ class RLConfig(RayTrainStage):
     sid_method: str = option("", help="which <run>/sid/<method>/codes.parquet; empty = the one the model was trained on")
     grpo: GRPOSection = option(GRPOSection(), help="rollouts, rewards and validation")
     train: TrainSection = option(RL_TRAIN, help="optimisation (global_batch_size and micro_batch_size count users)")
-    scaling: ScalingSection = option(ScalingSection(), affects_result=False, help="Ray Train workers")
+    resources: Resources = option(Resources(), affects_result=False, help="Ray Train workers and what each gets")

@@ -119,7 +119,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     from ray_rec.sid.trie import SIDTrie
 
     cfg: RLConfig = loop_config["cfg"]
-    set_threads(cfg.scaling.threads_per_worker)
+    set_threads(cfg.resources.threads_per_worker)
     data = ray.get(loop_config["data"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()

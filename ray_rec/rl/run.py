@@ -94,7 +94,7 @@ def make_trainer(cfg: RLConfig, data_ref, model_dir: Path, sasrec_dir: str):
     return torch_trainer(train_loop_per_worker,
                          {"cfg": cfg, "data": data_ref, "model_dir": str(model_dir), "sasrec_dir": sasrec_dir,
                           "crash_marker": crash_marker(cfg, RunPaths(cfg.run).rl_root)},
-                         cfg.scaling, cfg.name, RunPaths(cfg.run).rl_root, cfg.train.checkpoints_to_keep,
+                         cfg.resources, cfg.train.max_failures, cfg.name, RunPaths(cfg.run).rl_root, cfg.train.checkpoints_to_keep,
                          f"valid_ndcg@{cfg.grpo.eval_k}", "max")
 
 

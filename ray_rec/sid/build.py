@@ -70,12 +70,12 @@ def fit_method(x: np.ndarray, cfg: SIDConfig) -> tuple[Quantizer, np.ndarray | N
     """
     from ray_rec.runtime import set_threads
 
-    set_threads(cfg.threads)
+    set_threads(cfg.resources.threads_per_worker)
     sizes = cfg.sizes
     check_embeddings(x, min_items=max(sizes))
     if cfg.method == "rqkmeans":
         from ray_rec.sid.rqkmeans import fit_rqkmeans
-        return fit_rqkmeans(x, sizes, cfg.seed, cfg.kmeans_iters, cfg.threads), None
+        return fit_rqkmeans(x, sizes, cfg.seed, cfg.kmeans_iters, cfg.resources.threads_per_worker), None
     if cfg.method == "rqkmeans_constrained":
         from ray_rec.sid.constrained import fit_constrained
         return fit_constrained(x, sizes, cfg.seed, cfg.balance_slack, cfg.constrained_init, cfg.constrained_iters)
@@ -109,7 +109,7 @@ def fit_parallel(x: np.ndarray, cfgs: list[SIDConfig]) -> list[tuple[Quantizer, 
 
     task = ray.remote(_fit_sample)
     x_ref = ray.put(x)
-    return ray.get([task.options(num_cpus=c.threads).remote(x_ref, c) for c in cfgs])
+    return ray.get([task.options(num_cpus=c.resources.cpus_per_worker).remote(x_ref, c) for c in cfgs])
 
 
 def assign_codes(quantizer: Quantizer, x: np.ndarray, rows: np.ndarray, cfg: SIDConfig) -> list[Any]:
@@ -118,7 +118,8 @@ def assign_codes(quantizer: Quantizer, x: np.ndarray, rows: np.ndarray, cfg: SID
 
     task = ray.remote(_encode)
     q_ref = ray.put(quantizer)
-    return [task.options(num_cpus=cfg.threads).remote(q_ref, x[rows[s:s + cfg.assign_chunk]], cfg.threads)
+    return [task.options(num_cpus=cfg.resources.cpus_per_worker).remote(q_ref, x[rows[s:s + cfg.assign_chunk]],
+                                                                 cfg.resources.threads_per_worker)
             for s in range(0, len(rows), cfg.assign_chunk)]
 
 

@@ -20,7 +20,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ray_rec.cliargs import add_config_args, config_from_args
+from ray_rec.cliargs import add_config_args, add_resource_args, config_from_args
 from ray_rec.paths import DEFAULT_RUN
 
 _METHODS = ["rqkmeans", "rqkmeans_constrained", "rqvae", "rqkmeans_plus"]
@@ -114,6 +114,7 @@ def register(subparsers: Any) -> None:
     b = sub.add_parser("build", help="fit quantizers (in parallel) and write codes, index.json, report",
                        description="Fit one or more quantizers as parallel Ray tasks; outputs in <run>/sid/<name>/.")
     add_config_args(b)
+    add_resource_args(b, "not used: every fit and every assignment chunk is its own Ray task")
     g = b.add_argument_group("shorthands for config keys")
     g.add_argument("--run", help="run folder (run)")
     g.add_argument("--method", action="append", choices=_METHODS, help="quantizer (method); repeat to fit several in parallel")

@@ -13,6 +13,7 @@ from typing import Literal
 
 from ray_rec.config import ConfigError, option
 from ray_rec.paths import DEFAULT_RUN
+from ray_rec.resources import Resources
 
 Method = Literal["rqkmeans", "rqkmeans_constrained", "rqvae", "rqkmeans_plus"]
 METHODS: tuple[str, ...] = ("rqkmeans", "rqkmeans_constrained", "rqvae", "rqkmeans_plus")
@@ -53,7 +54,9 @@ class SIDConfig:
     dead_code_every: int = option(10, help="rqvae/rqkmeans_plus: reset unused codes to random residuals every N epochs (0 = never)")
     # orchestration
     assign_chunk: int = option(50_000, affects_result=False, help="items per Ray assignment task (a large catalogue is split across tasks)")
-    threads: int = option(1, affects_result=False, help="torch/faiss threads inside each Ray task")
+    resources: Resources = option(Resources(), affects_result=False,
+                                  help="each fit and each assignment chunk is one Ray task with cpus_per_worker CPUs "
+                                       "and threads_per_worker torch/faiss threads (workers and use_gpu are not used)")
     num_cpus: int = option(0, affects_result=False, help="CPUs for a local Ray (0 = all); ignored when connecting to a cluster")
 
     def __post_init__(self) -> None:
@@ -67,7 +70,7 @@ class SIDConfig:
         if not 0 <= self.balance_slack < 1:
             raise ConfigError(f"balance_slack must lie in [0, 1), got {self.balance_slack}")
         for key in ("kmeans_iters", "epochs", "batch_size", "latent_dim", "plus_hidden_dim", "assign_chunk",
-                    "threads", "constrained_init", "constrained_iters", "sinkhorn_iters"):
+                    "constrained_init", "constrained_iters", "sinkhorn_iters"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.fit_items < 0 or self.num_cpus < 0 or self.dead_code_every < 0:

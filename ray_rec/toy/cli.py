@@ -3,7 +3,7 @@
 Examples::
 
     ray-rec toy data --out runs/toy.jsonl --num-users 1000 --num-items 200 --max-len 50
-    ray-rec toy train --dataset toy --num-items 200 --max-len 50 --epochs 3 --device cpu
+    ray-rec toy train --dataset toy --num-items 200 --max-len 50 --epochs 3
     ray-rec toy train --dataset jsonl --train-path runs/toy.jsonl --grad-accum 2 --batch-size 128
     ray-rec toy tune --config jobs/configs/toy.yaml --set tune.num_samples=4
 
@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ray_rec.cliargs import add_config_args, config_from_args
+from ray_rec.cliargs import add_config_args, add_resource_args, config_from_args
 
 # flag dest -> dotted config key
 _FLAG_KEYS = {
-    "run": "run", "name": "name", "seed": "seed", "device": "device",
-    "num_workers": "num_workers", "cpus_per_worker": "cpus_per_worker",
+    "run": "run", "name": "name", "seed": "seed",
     "dataset": "data.dataset", "train_path": "data.train_path", "num_items": "data.num_items",
     "num_users": "data.num_users", "max_len": "data.max_len",
     "embed_dim": "model.embed_dim", "pooling": "model.pooling",
@@ -34,13 +33,11 @@ _FLAG_KEYS = {
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     add_config_args(p)
+    add_resource_args(p, "Ray Train workers (DDP over gloo; NCCL with --use-gpu)")
     g = p.add_argument_group("shorthands for config keys")
     g.add_argument("--run", help="run folder (run); outputs go to <run>/toy/")
     g.add_argument("--name", help="run name (name); the same name resumes a run")
     g.add_argument("--seed", type=int, help="seed (seed)")
-    g.add_argument("--device", choices=["cpu", "cuda"], help="cpu: DDP over gloo; cuda: NCCL, one GPU per worker (device)")
-    g.add_argument("--num-workers", type=int, help="Ray Train workers (num_workers)")
-    g.add_argument("--cpus-per-worker", type=float, help="logical CPUs per worker (cpus_per_worker)")
     g.add_argument("--dataset", choices=["toy", "jsonl"], help="built-in toy data or a JSONL file (data.dataset)")
     g.add_argument("--train-path", help="JSONL file of user sequences (data.train_path)")
     g.add_argument("--num-items", type=int, help="catalogue size, ids 1..N (data.num_items)")

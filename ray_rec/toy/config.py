@@ -16,6 +16,7 @@ from typing import Literal
 from ray_rec.config import ConfigError, option
 from ray_rec.metrics import DEFAULT_KS
 from ray_rec.paths import DEFAULT_RUN
+from ray_rec.resources import Resources
 
 
 @dataclass(frozen=True)
@@ -134,25 +135,20 @@ class ToyConfig:
     run: str = option(DEFAULT_RUN, affects_result=False, help="run folder; toy outputs go to <run>/toy/")
     name: str = option("toy", help="Ray Train run name; starting a run with the same name resumes it")
     seed: int = option(0, help="seed for data generation, initialisation, shuffling and dropout")
-    device: Literal["cpu", "cuda"] = option("cpu", help="'cpu' (DDP over gloo) or 'cuda' (DDP over NCCL, one GPU per worker)")
-    num_workers: int = option(2, help="Ray Train workers (data-parallel processes)")
-    cpus_per_worker: float = option(1.0, affects_result=False, help="logical CPUs reserved per Ray Train worker")
     data: ToyDataConfig = option(ToyDataConfig(), help="data section")
     model: ToyModelConfig = option(ToyModelConfig(), help="model section")
     train: ToyOptimConfig = option(ToyOptimConfig(), help="optimisation section")
     ks: list[int] = option(list(DEFAULT_KS), help="cut-offs K for HR@K and NDCG@K")
     tune: ToyTuneConfig = option(ToyTuneConfig(), help="Ray Tune sweep section (ray-rec toy tune)")
+    resources: Resources = option(Resources(), affects_result=False,
+                                  help="Ray Train workers (DDP over gloo on CPU, NCCL with use_gpu: one GPU each)")
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
             raise ConfigError(f"name must be a non-empty folder name without '/', got {self.name!r}")
-        if self.num_workers < 1:
-            raise ConfigError(f"num_workers must be >= 1, got {self.num_workers}")
-        if self.cpus_per_worker <= 0:
-            raise ConfigError(f"cpus_per_worker must be > 0, got {self.cpus_per_worker}")
-        if self.train.amp and self.device != "cuda":
-            raise ConfigError("train.amp needs device=cuda (AMP is CUDA-only; CPU trains in fp32): "
-                              "drop --amp or pass --device cuda")
+        if self.train.amp and not self.resources.use_gpu:
+            raise ConfigError("train.amp needs resources.use_gpu=true (AMP is CUDA-only; CPU trains in fp32): "
+                              "drop --amp or pass --use-gpu")
         if not self.ks or min(self.ks) < 1:
             raise ConfigError(f"ks must be positive cut-offs such as [5, 10, 20], got {self.ks}")
         if 10 not in self.ks:

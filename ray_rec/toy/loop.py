@@ -261,7 +261,7 @@ class LocalSession:
 
 def fit_local(cfg: ToyConfig, seqs: list[list[int]], folder: str | Path) -> dict[str, Any]:
     """The plain loop in this process (no Ray), checkpointing to ``folder``."""
-    return fit(cfg, seqs, LocalSession(folder, cfg.device, cfg.train.num_to_keep))
+    return fit(cfg, seqs, LocalSession(folder, cfg.resources.device, cfg.train.num_to_keep))
 
 
 if __name__ == "__main__":
@@ -275,6 +275,6 @@ if __name__ == "__main__":
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--out", default="runs/toy-local")
     a = p.parse_args()
-    c = load_config(ToyConfig, a.config, [f"train.epochs={a.epochs}", "num_workers=1"])
+    c = load_config(ToyConfig, a.config, [f"train.epochs={a.epochs}", "resources.workers=1"])
     final = fit_local(c, load_sequences(c.data, c.seed), a.out)
     print({k: round(v, 4) for k, v in final.items() if isinstance(v, float) and math.isfinite(v)}, file=sys.stderr)

@@ -6,7 +6,7 @@ Outputs (``RunPaths(run).toy_train_dir(name)``): Ray Train's checkpoints, ``metr
 ``curves.png`` and ``stage.json``. Starting a run whose name exists resumes it from its newest
 checkpoint (more epochs continue it; the same config again returns the stored metrics at once)::
 
-    ray-rec toy train --dataset toy --num-items 200 --max-len 50 --epochs 3 --device cpu
+    ray-rec toy train --dataset toy --num-items 200 --max-len 50 --epochs 3
 """
 
 from __future__ import annotations
@@ -77,16 +77,16 @@ def train_worker(config: dict[str, Any]) -> None:
     from ray_rec.runtime import set_threads
 
     cfg = from_dict(ToyConfig, config["cfg"])
-    set_threads(max(1, int(cfg.cpus_per_worker)))
+    set_threads(cfg.resources.threads_per_worker)
     seqs = config["seqs"]
     if isinstance(seqs, ray.ObjectRef):
         seqs = ray.get(seqs)
-    fit(cfg, seqs, RayTrainSession(cfg.device))
+    fit(cfg, seqs, RayTrainSession(cfg.resources.device))
 
 
 def check_device(cfg: ToyConfig) -> None:
-    """Refuse ``--device cuda`` in one sentence when no GPU can serve it."""
-    if cfg.device != "cuda":
+    """Refuse ``resources.use_gpu`` in one sentence when no GPU can serve it."""
+    if not cfg.resources.use_gpu:
         return
     import ray
 
@@ -96,11 +96,11 @@ def check_device(cfg: ToyConfig) -> None:
             print("[toy] no GPU in the cluster yet; waiting for the autoscaler to add GPU workers", flush=True)
         return
     if not torch.cuda.is_available():
-        raise InputError("--device cuda was requested but this machine has no CUDA GPU; "
-                         "use --device cpu or run on a GPU node")
-    if torch.cuda.device_count() < cfg.num_workers:
-        raise InputError(f"--device cuda with {cfg.num_workers} workers needs {cfg.num_workers} GPUs, "
-                         f"this machine has {torch.cuda.device_count()}; lower --num-workers")
+        raise InputError("resources.use_gpu (--use-gpu) was requested but this machine has no CUDA GPU; "
+                         "drop it or run on a GPU node")
+    if torch.cuda.device_count() < cfg.resources.workers:
+        raise InputError(f"resources.use_gpu with {cfg.resources.workers} workers needs {cfg.resources.workers} "
+                         f"GPUs, this machine has {torch.cuda.device_count()}; lower --workers")
 
 
 def run_toy_train(cfg: ToyConfig) -> dict[str, Any]:
@@ -112,7 +112,7 @@ def run_toy_train(cfg: ToyConfig) -> dict[str, Any]:
     if stages.up_to_date("toy_train", cfg):
         print(f"[toy] {out} already holds this run; delete it or change the config to retrain", flush=True)
         return json.loads((out / "metrics.json").read_text())
-    if cfg.device == "cuda" and not os.environ.get("RAY_ADDRESS"):
+    if cfg.resources.use_gpu and not os.environ.get("RAY_ADDRESS"):
         check_device(cfg)  # before starting Ray: a local run needs a local GPU
     seqs = load_sequences(cfg.data, cfg.seed)  # bad JSONL fails here, before anything is written
 
@@ -124,12 +124,12 @@ def run_toy_train(cfg: ToyConfig) -> dict[str, Any]:
 
     init_ray()
     check_device(cfg)
-    cuda = cfg.device == "cuda"
-    resources = {"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cuda else {})}
+    cuda = cfg.resources.use_gpu
+    resources = {"CPU": cfg.resources.cpus_per_worker, **({"GPU": 1} if cuda else {})}
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"cfg": to_dict(cfg), "seqs": ray.put(seqs)},
-        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cuda, resources_per_worker=resources),
+        scaling_config=ScalingConfig(num_workers=cfg.resources.workers, use_gpu=cuda, resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if cuda else "gloo"),
         run_config=RunConfig(name=cfg.name, storage_path=str(out.parent),
                              checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.num_to_keep)),

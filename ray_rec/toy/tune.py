@@ -66,7 +66,7 @@ def trial_config(base: dict[str, Any], sampled: dict[str, Any]) -> ToyConfig:
     for key, value in sampled.items():
         section, field = SEARCHED[key]
         data[section][field] = value
-    return from_dict(ToyConfig, {**data, "num_workers": 1})
+    return from_dict(ToyConfig, {**data, "resources": {**data.get("resources", {}), "workers": 1}})
 
 
 def tune_trial(sampled: dict[str, Any], base: dict[str, Any], seqs: list[list[int]]) -> None:
@@ -75,7 +75,7 @@ def tune_trial(sampled: dict[str, Any], base: dict[str, Any], seqs: list[list[in
 
     cfg = trial_config(base, sampled)
     set_threads(max(1, int(cfg.tune.cpus_per_trial)))
-    fit(cfg, seqs, TuneSession(cfg.device))
+    fit(cfg, seqs, TuneSession(cfg.resources.device))
 
 
 def search_space(cfg: ToyConfig) -> dict[str, Any]:
@@ -105,7 +105,7 @@ def run_toy_tune(cfg: ToyConfig) -> dict[str, Any]:
     init_ray()
     check_device(cfg)
     t = cfg.tune
-    resources = {"cpu": t.cpus_per_trial, **({"gpu": 1} if cfg.device == "cuda" else {})}
+    resources = {"cpu": t.cpus_per_trial, **({"gpu": 1} if cfg.resources.use_gpu else {})}
     trainable = tune.with_resources(tune.with_parameters(tune_trial, base=to_dict(cfg), seqs=seqs), resources)
     tuner = tune.Tuner(
         trainable,
@@ -161,7 +161,7 @@ def write_best_config(cfg: ToyConfig, metrics: dict[str, Any], path: Path) -> No
     """The best trial as a complete, commented config file that ``ray-rec toy train`` accepts."""
     data = to_dict(cfg)
     data["name"] = f"{cfg.tune.name}-best"
-    data["num_workers"] = 1
+    data["resources"]["workers"] = 1
     head = (f"# Best trial of sweep {cfg.tune.name!r}: {METRIC} = {metrics[METRIC]:.4f} "
             f"after {metrics.get('epoch')} epochs.\n# Train it: ray-rec toy train --config {path}\n")
     write_text(head + yaml.safe_dump(data, sort_keys=False), path)

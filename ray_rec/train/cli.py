@@ -1,7 +1,7 @@
 """``ray-rec sft``: supervised fine-tuning of the generative recommender under Ray Train.
 
     ray-rec sft --config jobs/configs/sft_smoke.yaml --run runs/demo
-    ray-rec sft --config jobs/configs/sft.yaml --set scaling.num_workers=8 --set scaling.use_gpu=true
+    ray-rec sft --config jobs/configs/sft.yaml --set resources.workers=8 --set resources.use_gpu=true
     ray-rec sft --run runs/demo --name sft --set train.backend=ddp     # the same name resumes a run
     ray-rec sft --run runs/demo --name wide --set model.hidden_size=256  # a second run: <run>/sft/wide/
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from ray_rec.cliargs import add_config_args, config_from_args
+from ray_rec.cliargs import add_config_args, add_resource_args, config_from_args
 
 
 def register(subparsers) -> None:
@@ -30,6 +30,7 @@ def register(subparsers) -> None:
                                        "(config key name)")
     parser.add_argument("--sid-method", dest="sid_method", help="which sid/<method>/codes.parquet (config key sid_method)")
     add_config_args(parser)
+    add_resource_args(parser, "Ray Train workers")
     parser.set_defaults(func=_sft)
 
 

@@ -5,10 +5,10 @@
 * ``tasks``   MiniOneRec's task mix, one weight per task, and how prompts are cut;
 * ``train``   optimisation: backend (DeepSpeed ZeRO-2 or DDP), global batch, schedule, evaluation,
   early stopping, checkpoints;
-* ``scaling`` Ray Train workers and failure handling.
+* ``resources`` Ray Train workers (:class:`ray_rec.resources.Resources`, the same keys in every stage).
 
 ``model`` is :class:`ray_rec.lm.config.ModelSection` (every stage that builds or loads the LM reads it);
-``train`` and ``scaling`` are the Ray Train sections of :mod:`ray_rec.trainer.config`, shared with GRPO.
+``train`` and the ``RayTrainStage`` checks are the Ray Train parts of :mod:`ray_rec.trainer.config`, shared with GRPO.
 ``tasks`` and ``distill`` are SFT's own and defined here.
 
 Loaded from ``jobs/configs/sft.yaml`` (or ``sft_smoke.yaml``) with ``--set section.key=value``::
@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from ray_rec.config import ConfigError, option
 from ray_rec.lm.config import ModelSection
 from ray_rec.paths import DEFAULT_RUN, DEFAULT_SFT
+from ray_rec.resources import Resources
 from ray_rec.sid.config import SIDConfig
-from ray_rec.trainer.config import RayTrainStage, ScalingSection, TrainSection
+from ray_rec.trainer.config import RayTrainStage, TrainSection
 
 TASKS = ("sid_next", "sid_seq", "sid_to_title", "title_to_sid", "sid_history_title",
          "title_history_title", "title_history_sid")
@@ -104,5 +105,5 @@ class SFTConfig(RayTrainStage):
     tasks: TasksSection = option(TasksSection(), help="the SFT task mix")
     distill: DistillSection = option(DistillSection(), help="soft targets from our SASRec (off by default)")
     train: TrainSection = option(TrainSection(), help="optimisation, evaluation and checkpoints")
-    scaling: ScalingSection = option(ScalingSection(), affects_result=False,
-                                     help="Ray Train workers (same global batches whatever their number)")
+    resources: Resources = option(Resources(), affects_result=False,
+                                  help="Ray Train workers (same global batches whatever their number)")

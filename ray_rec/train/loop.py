@@ -40,7 +40,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     from ray_rec.runtime import set_threads
 
     cfg: SFTConfig = loop_config["cfg"]
-    set_threads(cfg.scaling.threads_per_worker)
+    set_threads(cfg.resources.threads_per_worker)
     data = ray.get(loop_config["data"])
     tokenizer, train, valid = data["tokenizer"], data["train"], data["valid"]
     ctx = ray.train.get_context()

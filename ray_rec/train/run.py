@@ -94,7 +94,7 @@ def make_trainer(cfg: SFTConfig, data_ref, crash_marker: str = ""):
     from ray_rec.train.loop import train_loop_per_worker
 
     return torch_trainer(train_loop_per_worker, {"cfg": cfg, "data": data_ref, "crash_marker": crash_marker},
-                         cfg.scaling, cfg.name, RunPaths(cfg.run).sft_root, cfg.train.checkpoints_to_keep,
+                         cfg.resources, cfg.train.max_failures, cfg.name, RunPaths(cfg.run).sft_root, cfg.train.checkpoints_to_keep,
                          "valid_loss", "min")
 
 

@@ -1,6 +1,6 @@
 """The trainer kit: what the Ray Train stages (SFT, GRPO, and SASRec where it fits) share.
 
-* ``config.py`` -- :class:`TrainSection`, :class:`ScalingSection`, the :class:`RayTrainStage` mixin;
+* ``config.py`` -- :class:`TrainSection`, the :class:`RayTrainStage` mixin;
 * ``schedule.py`` -- learning rate, step counts, evaluation cadence, each rank's examples per step;
 * ``backend.py`` -- the DeepSpeed ZeRO / DDP :class:`Backend` (optimizer, micro-batch backward, step);
 * ``deepspeed_config.py`` -- the DeepSpeed config dict and the precision choice;

@@ -30,7 +30,7 @@ def param_groups(model, weight_decay: float) -> list[dict[str, Any]]:
 class Backend:
     """One optimizer step = :meth:`backward` on each micro-batch, then :meth:`step`.
 
-    ``cfg``: any stage config with ``train`` and ``scaling`` sections and ``grad_accum``. Attributes:
+    ``cfg``: any stage config with ``train`` and ``resources`` sections and ``grad_accum``. Attributes:
     ``module`` the plain model, ``wrapped`` what the forward pass runs on (the DeepSpeed engine, the DDP
     wrapper, or the module itself on one worker), ``optimizer``, ``device``, ``autocast`` (bf16 under DDP)."""
 

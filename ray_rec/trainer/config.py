@@ -1,9 +1,9 @@
 """Config sections that every Ray Train stage (SFT, GRPO) shares, and the checks they need together.
 
 * :class:`TrainSection` -- optimisation: backend (DeepSpeed ZeRO or DDP), batch sizes, schedule,
-  evaluation cadence, early stopping, checkpoints, fault injection for tests;
-* :class:`ScalingSection` -- Ray Train workers and how many failures a run survives;
-* :class:`RayTrainStage` -- the mixin of a stage config with ``name``, ``train`` and ``scaling``: checks
+  evaluation cadence, early stopping, checkpoints, failures survived, fault injection for tests;
+* :class:`RayTrainStage` -- the mixin of a stage config with ``name``, ``train`` and ``resources``
+  (:class:`ray_rec.resources.Resources`, the section every stage has): checks
   the layout (:func:`check_run_layout`) and derives the gradient accumulation.
 
 A stage config keeps its own defaults by passing its own ``TrainSection(...)`` as the field default
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ray_rec.config import ConfigError, option
+from ray_rec.resources import Resources
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,16 @@ class TrainSection:
     checkpoints_to_keep: int = option(2, help="best checkpoints (by valid loss) kept; the latest is always kept")
     log_every: int = option(10, help="optimizer steps between progress lines")
     seed: int = option(0, help="seed of model init, task sampling and data order")
+    max_failures: int = option(2, affects_result=False,
+                               help="worker-group failures survived by restarting from the latest checkpoint "
+                                    "(-1 = unlimited)")
     crash_at_step: int = option(-1, help="TESTING ONLY: worker crash_rank exits at this step, once per run "
                                          "(a marker file remembers it); -1 = off")
     crash_rank: int = option(1, help="TESTING ONLY: which worker crash_at_step kills")
 
     def __post_init__(self) -> None:
+        if self.max_failures < -1:
+            raise ConfigError("train.max_failures must be >= 0, or -1 for unlimited")
         if self.zero_stage not in (0, 1, 2):
             raise ConfigError(f"train.zero_stage must be 0, 1 or 2, got {self.zero_stage}")
         for name in ("global_batch_size", "micro_batch_size", "log_every", "checkpoints_to_keep"):
@@ -70,45 +76,27 @@ class TrainSection:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
 
 
-@dataclass(frozen=True)
-class ScalingSection:
-    """Ray Train workers."""
-
-    num_workers: int = option(2, help="Ray Train workers (data-parallel ranks)")
-    use_gpu: bool = option(False, help="one GPU per worker (NCCL, bf16 under precision=auto); false = CPU, gloo, fp32")
-    cpus_per_worker: float = option(1.0, help="logical CPUs Ray reserves per worker")
-    threads_per_worker: int = option(1, help="torch threads per worker (1 avoids thrashing on small machines)")
-    max_failures: int = option(2, help="worker-group failures survived by restarting from the latest checkpoint")
-
-    def __post_init__(self) -> None:
-        if self.num_workers < 1 or self.threads_per_worker < 1 or self.cpus_per_worker <= 0:
-            raise ConfigError("scaling.num_workers, scaling.threads_per_worker and scaling.cpus_per_worker "
-                              "must be positive")
-        if self.max_failures < -1:
-            raise ConfigError("scaling.max_failures must be >= 0, or -1 for unlimited")
-
-
 class RayTrainStage:
     """What the Ray Train stage configs (SFTConfig, RLConfig) share; they have ``name``, ``train``
-    (TrainSection) and ``scaling`` (ScalingSection)."""
+    (TrainSection) and ``resources`` (:class:`ray_rec.resources.Resources`)."""
 
     def __post_init__(self) -> None:
-        check_run_layout(self.name, self.train, self.scaling)
+        check_run_layout(self.name, self.train, self.resources)
 
     @property
     def grad_accum(self) -> int:
         """Micro-batches per worker per optimizer step."""
-        return self.train.global_batch_size // (self.scaling.num_workers * self.train.micro_batch_size)
+        return self.train.global_batch_size // (self.resources.workers * self.train.micro_batch_size)
 
 
-def check_run_layout(name: str, train: TrainSection, scaling: ScalingSection) -> None:
+def check_run_layout(name: str, train: TrainSection, resources: Resources) -> None:
     """What every Ray Train stage config (SFT, RL) needs: whole micro-batches on every worker, and a run
     name that is one folder."""
-    per_step = scaling.num_workers * train.micro_batch_size
+    per_step = resources.workers * train.micro_batch_size
     if train.global_batch_size % per_step:
         raise ConfigError(
             f"train.global_batch_size ({train.global_batch_size}) must be a multiple of "
-            f"scaling.num_workers x train.micro_batch_size ({scaling.num_workers} x "
+            f"resources.workers x train.micro_batch_size ({resources.workers} x "
             f"{train.micro_batch_size} = {per_step}); e.g. set "
             f"train.global_batch_size={per_step * max(1, train.global_batch_size // per_step)}")
     if not name or "/" in name:

@@ -1,7 +1,7 @@
 """The DeepSpeed config dict, built by one pure function from a Ray Train stage config (no DeepSpeed
 import here); :class:`ray_rec.trainer.backend.Backend` hands it to ``deepspeed.initialize``.
 
-On a GPU (``scaling.use_gpu``) precision ``auto`` means bf16 and communication overlaps compute; on a
+On a GPU (``resources.use_gpu``) precision ``auto`` means bf16 and communication overlaps compute; on a
 CPU it means fp32 (DeepSpeed then runs its collectives over gloo). The optimizer is passed to
 ``deepspeed.initialize`` as a torch AdamW, so the dict names none (``zero_allow_untested_optimizer``).
 
@@ -18,13 +18,13 @@ from typing import Any
 
 def use_bf16(cfg) -> bool:
     """bf16 when asked for, or under ``auto`` on a GPU; fp32 otherwise."""
-    return cfg.train.precision == "bf16" or (cfg.train.precision == "auto" and cfg.scaling.use_gpu)
+    return cfg.train.precision == "bf16" or (cfg.train.precision == "auto" and cfg.resources.use_gpu)
 
 
 def deepspeed_config(cfg) -> dict[str, Any]:
-    """ZeRO config for ``cfg.scaling.num_workers`` ranks: batch sizes, precision, clipping, sharding.
-    ``cfg``: any stage config with ``train`` and ``scaling`` sections and ``grad_accum`` (SFT, GRPO)."""
-    gpu = cfg.scaling.use_gpu
+    """ZeRO config for ``cfg.resources.workers`` ranks: batch sizes, precision, clipping, sharding.
+    ``cfg``: any stage config with ``train`` and ``resources`` sections and ``grad_accum`` (SFT, GRPO)."""
+    gpu = cfg.resources.use_gpu
     # contiguous_gradients keeps a reduce buffer of this many elements per rank: 5e8 is 2 GB of fp32, too
     # much for CPU workers sharing a small machine
     bucket = int(5e8) if gpu else int(5e7)

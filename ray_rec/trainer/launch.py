@@ -1,6 +1,6 @@
 """Launch a Ray Train stage and collect what it produced: the parts SFT and GRPO share.
 
-* :func:`torch_trainer` -- a ``TorchTrainer`` over the ``scaling`` section's workers (NCCL on GPUs, gloo
+* :func:`torch_trainer` -- a ``TorchTrainer`` over the ``resources`` section's workers (NCCL on GPUs, gloo
   on CPUs), a named run under the stage folder that resumes from its latest checkpoint, the ``keep``
   best checkpoints by one reported metric;
 * :func:`best_checkpoint_dir` -- the folder of the best reported checkpoint of a finished run;
@@ -20,15 +20,15 @@ from typing import Any
 
 from ray_rec.io import atomic_dir
 from ray_rec.lm.checkpoint import write_meta
+from ray_rec.resources import Resources
 from ray_rec.trainer.checkpoint import STATE_FILE
-from ray_rec.trainer.config import ScalingSection
 
 EXPORT_SKIP = {"deepspeed", "optimizer.pt", STATE_FILE}  # optimizer state, not part of the model
 
 
-def torch_trainer(loop, loop_config: dict[str, Any], scaling: ScalingSection, name: str, storage: Path,
+def torch_trainer(loop, loop_config: dict[str, Any], resources: Resources, max_failures: int, name: str, storage: Path,
                   keep: int, score_attribute: str, score_order: str):
-    """A TorchTrainer over ``scaling``'s workers (one GPU each and NCCL when ``use_gpu``, else gloo), run
+    """A TorchTrainer over ``resources``' workers (surviving ``max_failures`` group failures) (one GPU each and NCCL when ``use_gpu``, else gloo), run
     ``name`` under ``storage`` (the same name resumes), ``keep`` best checkpoints by ``score_attribute``."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -36,12 +36,12 @@ def torch_trainer(loop, loop_config: dict[str, Any], scaling: ScalingSection, na
     return TorchTrainer(
         loop,
         train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
-                                     resources_per_worker={"CPU": scaling.cpus_per_worker,
-                                                           **({"GPU": 1} if scaling.use_gpu else {})}),
-        torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=resources.workers, use_gpu=resources.use_gpu,
+                                     resources_per_worker={"CPU": resources.cpus_per_worker,
+                                                           **({"GPU": 1} if resources.use_gpu else {})}),
+        torch_config=TorchConfig(backend="nccl" if resources.use_gpu else "gloo"),
         run_config=RunConfig(
-            name=name, storage_path=str(storage), failure_config=FailureConfig(max_failures=scaling.max_failures),
+            name=name, storage_path=str(storage), failure_config=FailureConfig(max_failures=max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=keep, checkpoint_score_attribute=score_attribute,
                                                checkpoint_score_order=score_order)),
     )

@@ -4,7 +4,7 @@ which examples each rank takes at each optimizer step. Pure numpy/math, shared b
 An epoch is a seeded permutation of the examples (:func:`epoch_order`), a pure function of
 (seed, epoch); step ``s`` therefore always sees the same examples, and a run restored at step ``s``
 carries on exactly as an uninterrupted one would. ``cfg`` below is any stage config with ``train``
-(:class:`~ray_rec.trainer.config.TrainSection`) and ``scaling`` sections.
+(:class:`~ray_rec.trainer.config.TrainSection`) and ``resources`` sections.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def rank_indices(step: int, n: int, cfg, rank: int, lengths: np.ndarray | None =
     per_epoch = steps_per_epoch(n, g)
     epoch, pos = divmod(step, per_epoch)
     batch = epoch_order(n, g, cfg.train.seed, epoch, lengths)[pos * g:(pos + 1) * g]
-    return batch[rank::cfg.scaling.num_workers]
+    return batch[rank::cfg.resources.workers]
 
 
 def micro_batches(indices: np.ndarray, micro: int, lengths: np.ndarray | None = None) -> list[np.ndarray]:
