@@ -78,3 +78,15 @@ def test_bad_yaml_names_file(tmp_path):
 def test_option_requires_help():
     with pytest.raises(TypeError):
         option(1)
+
+
+def test_keys_that_moved_into_resources_say_where_they_went():
+    from ray_rec.eval.config import EvalConfig
+    from ray_rec.train.config import SFTConfig
+
+    with pytest.raises(ConfigError, match=r"scaling is now resources \(workers"):
+        load_config(SFTConfig, None, ["scaling.num_workers=4"])
+    with pytest.raises(ConfigError, match="num_actors is now resources.workers"):
+        load_config(EvalConfig, None, ["num_actors=4"])
+    cfg = load_config(EvalConfig, None, ["resources.workers=4", "resources.use_gpu=true"])
+    assert cfg.resources.workers == 4 and cfg.resources.device == "cuda"

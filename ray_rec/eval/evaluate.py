@@ -87,7 +87,7 @@ class BeamSearchActor:
         from ray_rec.sid.beam import constrained_beam_search
 
         cut = -self.max_history if self.max_history > 0 else 0
-        prompts = [_ids(encode_prompt(self.tokenizer, [self.codes_of[i] for i in h[cut:]]))
+        prompts = [encode_prompt(self.tokenizer, [self.codes_of[i] for i in h[cut:]])
                    for h in batch.column("history").to_pylist()]
         result = constrained_beam_search(self.model, self.tokenizer, prompts, self.trie, self.num_beams,
                                          self.top_k, batch_size=len(prompts))
@@ -97,13 +97,6 @@ class BeamSearchActor:
             "scores": pa.array(result.scores.tolist(), pa.list_(pa.float64())),
             "invalid": pa.array(result.invalid, pa.int64()),
         }, schema=PREDICTIONS)
-
-
-def _ids(encoded: Any) -> list[int]:
-    """encode_prompt may return ids or a tokenizer encoding."""
-    if isinstance(encoded, dict) or hasattr(encoded, "input_ids"):
-        encoded = encoded["input_ids"]
-    return [int(t) for t in encoded]
 
 
 def predict(cfg: EvalConfig, samples: pa.Table, checkpoint: Path, codes_path: Path) -> pa.Table:
