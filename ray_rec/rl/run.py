@@ -135,7 +135,7 @@ def run_rl(cfg: RLConfig) -> Path:
     paths = RunPaths(cfg.run)
     out_dir, out = paths.rl_dir(cfg.name), paths.rl_model(cfg.name)
     model_dir = model_dir_of(cfg)
-    if stages.skip_or_reset("rl", cfg, out / "config.json"):
+    if stages.skip_or_reset("rl", cfg, out):
         return out
     started = time.time()
     inputs = prepare_inputs(cfg, model_dir)  # bad input fails here, before Ray starts

@@ -127,7 +127,7 @@ def run_sft(cfg: SFTConfig) -> Path:
 
     paths = RunPaths(cfg.run)
     out_dir, model_dir = paths.sft_dir(cfg.name), paths.sft_model(cfg.name)
-    if stages.skip_or_reset("sft", cfg, model_dir / "config.json"):
+    if stages.skip_or_reset("sft", cfg, model_dir):
         return model_dir
     started = time.time()
     inputs = prepare_inputs(cfg)  # bad input fails here, before Ray starts
