@@ -37,7 +37,8 @@ RESOURCE_FLAGS = {"workers": "resources.workers", "cpus_per_worker": "resources.
 def add_resource_args(parser: argparse.ArgumentParser, what: str = "Ray Train workers") -> None:
     """The shorthands of the ``resources`` section, the same on every stage command."""
     g = parser.add_argument_group("resources (shorthands for resources.*)")
-    g.add_argument("--workers", type=int, help=f"{what} (resources.workers)")
+    g.add_argument("--workers", "--num-workers", "--num-actors", dest="workers", type=int,
+                   help=f"{what} (resources.workers)")
     g.add_argument("--cpus-per-worker", type=float, help="logical CPUs Ray reserves per worker (resources.cpus_per_worker)")
     g.add_argument("--threads-per-worker", type=int, help="torch threads per worker (resources.threads_per_worker)")
     g.add_argument("--use-gpu", action="store_true", default=None, help="one GPU per worker (resources.use_gpu)")

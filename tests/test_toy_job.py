@@ -83,7 +83,7 @@ def test_ray_job_submit_short_toy_run(local_head, tmp_path):
     run_dir, name = tmp_path / "run", f"job-{uuid.uuid4().hex[:8]}"
     # The recipe itself: ray job submit --working-dir . --runtime-env jobs/runtime_env.yaml -- ray-rec toy train
     cmd = [str(ROOT / "jobs" / "toy_train.sh"), "--config", "jobs/configs/toy_smoke.yaml",
-           "--run", str(run_dir), "--name", name, "--epochs", "2", "--num-workers", "2"]
+           "--run", str(run_dir), "--name", name, "--epochs", "2", "--workers", "2"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     logs = proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stdout[-5000:]
