@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -139,3 +140,26 @@ def test_max_history_cuts_prompts_to_the_newest_items(tmp_path):
     differs = [not np.allclose(a, b, atol=1e-4) for a, b in
                zip(whole(batch).column("scores").to_pylist(), cut(batch).column("scores").to_pylist(), strict=True)]
     assert differs == longer
+
+
+def test_a_checkpoint_trained_on_other_sids_is_refused(tmp_path):
+    from ray_rec import artifacts
+    from ray_rec.io import file_sha256
+    from ray_rec.lm.checkpoint import check_trained_codes, write_meta
+    from ray_rec.sid.index_io import codebook_sizes
+
+    paths = make_run(tmp_path / "run", n_items=10, n_users=3)
+    cfg = EvalConfig(run=str(paths.root), num_beams=5, top_k=5, ks=[1, 5])
+    # another catalogue's vocabulary: 32 codes per level where this run has 8
+    here = codebook_sizes(artifacts.read_codes(paths.codes("rqkmeans")))
+    write_meta(paths.sft_model(), {"sid_method": "rqkmeans", "codebook_sizes": [32, 32, 32], "codes": "elsewhere"})
+    with pytest.raises(InputError, match=rf"codebook sizes \[32, 32, 32\] \(elsewhere\), but .*codes.parquet has {re.escape(str(here))}"):
+        run_evaluate(cfg)
+    # the same vocabulary, but codes rebuilt since training
+    write_meta(paths.sft_model(), {"sid_method": "rqkmeans", "codebook_sizes": here, "codes_sha256": "0" * 64})
+    with pytest.raises(InputError, match="trained on other codes"):
+        run_evaluate(cfg)
+    # the very codes it was trained on pass
+    write_meta(paths.sft_model(), {"sid_method": "rqkmeans", "codebook_sizes": here,
+                                   "codes_sha256": file_sha256(paths.codes("rqkmeans"))})
+    check_trained_codes(paths.sft_model(), artifacts.read_codes(paths.codes("rqkmeans")), paths.codes("rqkmeans"))

@@ -32,7 +32,7 @@ from ray_rec.config import to_dict
 from ray_rec.errors import InputError
 from ray_rec.eval.config import EvalConfig
 from ray_rec.io import write_json, write_parquet, write_text
-from ray_rec.lm.checkpoint import trained_max_history, trained_sid_method
+from ray_rec.lm.checkpoint import check_trained_codes, trained_max_history, trained_sid_method
 from ray_rec.lm.inputs import samples_with_sids
 from ray_rec.metrics import format_table, hr_ndcg, ranks_from_lists
 from ray_rec.paths import RunPaths
@@ -147,7 +147,9 @@ def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
     codes_path = paths.codes(cfg.sid_method or trained_sid_method(checkpoint))
     if stages.up_to_date("evaluate", cfg) and (out_dir / "metrics.json").is_file():
         return json.loads((out_dir / "metrics.json").read_text())
-    item_ids = artifacts.read_codes(codes_path).column("item_id").to_numpy()
+    codes_table = artifacts.read_codes(codes_path)
+    check_trained_codes(checkpoint, codes_table, codes_path)
+    item_ids = codes_table.column("item_id").to_numpy()
     samples = samples_with_sids(artifacts.read_samples(paths.samples(cfg.split)), item_ids, paths.samples(cfg.split),
                                 cfg.max_users)
     if len(samples) == 0:

@@ -44,6 +44,31 @@ def trained_sid_method(checkpoint: Path) -> str:
                          "set sid_method, e.g. --set sid_method=rqkmeans") from None
 
 
+def check_trained_codes(checkpoint: str | Path, codes_table, codes_path: str | Path) -> None:
+    """Refuse to score or fine-tune a model on SIDs other than those it was trained on.
+
+    ``codes_table``: the CODES table of ``codes_path``. A model whose ray_rec_sft.json records other
+    codebook sizes (another SID vocabulary), or other codes (their content hash, recorded by SFT), would
+    rank with tokens that mean other items: an InputError names both. A folder without the metadata
+    (a model made elsewhere) is not checked."""
+    from ray_rec.io import file_sha256
+    from ray_rec.sid.index_io import codebook_sizes
+
+    meta_path = Path(checkpoint) / META_FILE
+    if not meta_path.is_file():
+        return
+    meta = json.loads(meta_path.read_text())
+    trained, here = meta.get("codebook_sizes"), codebook_sizes(codes_table)
+    source = meta.get("codes", "its training codes")
+    if trained is not None and list(trained) != list(here):
+        raise InputError(f"{checkpoint} was trained on SIDs with codebook sizes {list(trained)} ({source}), but "
+                         f"{codes_path} has {here}; score it on the run it was trained on, or pick that run's SIDs "
+                         "with --set sid_method=<method>")
+    if meta.get("codes_sha256") and meta["codes_sha256"] != file_sha256(codes_path):
+        raise InputError(f"{checkpoint} was trained on other codes than {codes_path} ({source}, which has since "
+                         "changed or is another run's); retrain it (`ray-rec sft`) or pick its run's SIDs")
+
+
 def trained_max_history(checkpoint: str | Path) -> int:
     """How many of the newest history items the model's training prompts held (0 = all, also for a
     folder without ray_rec_sft.json)."""

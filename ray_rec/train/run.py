@@ -32,7 +32,7 @@ from typing import Any
 from ray_rec import artifacts, stages
 from ray_rec.config import to_dict
 from ray_rec.errors import InputError
-from ray_rec.io import atomic_dir, save_figure, write_json
+from ray_rec.io import atomic_dir, file_sha256, save_figure, write_json
 from ray_rec.paths import RunPaths
 from ray_rec.train.config import SFTConfig
 from ray_rec.trainer.launch import best_checkpoint_dir, crash_marker, export_model, torch_trainer
@@ -81,7 +81,7 @@ def prepare_inputs(cfg: SFTConfig) -> dict[str, Any]:
         raise InputError(f"only {len(train)} training examples for a global batch of {cfg.train.global_batch_size}; "
                          "lower train.global_batch_size or raise task weights")
     meta = {"sid_method": cfg.sid_method, "codes": str(codes_path), "levels": len(sizes),
-            "codebook_sizes": sizes, "max_sid_length": max(len(c) for c in codes.values()),
+            "codebook_sizes": sizes, "codes_sha256": file_sha256(codes_path), "max_sid_length": max(len(c) for c in codes.values()),
             "max_history": cfg.tasks.max_history, "first_sid_token_id": first_sid_id(tokenizer),
             "prompt": "ray_rec.lm.prompts.encode_prompt", "task_counts": counts,
             "train_examples": len(train), "train_tokens": int(len(train.ids)), "valid_examples": len(valid)}
