@@ -219,6 +219,14 @@ def inputs_changed(name: str, cfg: Any) -> bool:
     return sorted(before.values()) != sorted(input_hash(p) for p in record.inputs(cfg))
 
 
+def begin(name: str, cfg: Any) -> None:
+    """Drop stage ``name``'s old record before it rewrites its outputs: a run that dies half-way must
+    not leave new artifacts behind a record that still vouches for the old ones."""
+    from ray_rec.stage import STAGE_FILE
+
+    (get(name).out_dir(cfg) / STAGE_FILE).unlink(missing_ok=True)
+
+
 def skip_or_reset(name: str, cfg: Any, product: Path) -> bool:
     """For a training stage that resumes by run name: True when it is up to date and ``product`` (its
     exported model) exists, so the caller skips; otherwise, when its finished run was made from other
@@ -232,6 +240,7 @@ def skip_or_reset(name: str, cfg: Any, product: Path) -> bool:
         folder = get(name).out_dir(cfg)
         print(f"{name}: the inputs changed since {folder} was trained; starting that run over")
         shutil.rmtree(folder)
+    begin(name, cfg)
     return False
 
 

@@ -103,6 +103,10 @@ def test_freshness_rule_for_every_stage(name, tmp_path, monkeypatch):
         stages.finish(name, cfg, time.time())
         assert stages.up_to_date(name, cfg) and not stages.inputs_changed(name, cfg)
 
+    # a rerun starts by dropping the record, so a crash half-way leaves nothing that vouches for new files
+    stages.begin(name, cfg)
+    assert not stages.up_to_date(name, cfg) and not (record.out_dir(cfg) / STAGE_FILE).exists()
+
 
 def test_result_fields_leave_out_runtime_fields_and_the_run_folder(tmp_path):
     from ray_rec.eval.config import EvalConfig

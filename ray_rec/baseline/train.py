@@ -240,6 +240,7 @@ def run_sasrec(cfg: SASRecConfig) -> dict[str, Any]:
     for split in ("train", "valid", "test"):  # the workers read them: refuse a bad file before Ray starts
         artifacts.require(paths.samples(split), artifacts.SAMPLES)
     started = time.time()
+    stages.begin("sasrec", cfg)
     num_items = count_items(paths.items)
     result = _fit(cfg, num_items, paths, out)
     metrics = dict(result.metrics)

@@ -208,7 +208,7 @@ def run_embed(cfg: EmbedConfig) -> Path:
         return final
     started = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
-    stage_file.unlink(missing_ok=True)
+    stages.begin("embed", cfg)
     key = fingerprint(cfg)  # vectors of parts written under another encoder or template are not reused
     ids_list, vec_list = _reusable(out_dir, key, all_ids, hashes)
     write_json({"key": key}, out_dir / "vectors.json")

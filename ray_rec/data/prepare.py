@@ -30,7 +30,6 @@ from ray_rec.data.samples import with_text
 from ray_rec.errors import InputError
 from ray_rec.io import file_sha256, write_json, write_parquet
 from ray_rec.paths import SPLITS, RunPaths
-from ray_rec.stage import STAGE_FILE
 
 
 def _as_paths(paths: RunPaths | str | Path) -> RunPaths:
@@ -118,7 +117,7 @@ def run_prepare(cfg: DataConfig) -> RunPaths:
         return paths
     started = time.time()
     # the old stage record goes first: a crash while new artifacts replace old ones must not look done
-    (paths.data_dir / STAGE_FILE).unlink(missing_ok=True)
+    stages.begin("data", cfg)
     loaded = load_source(cfg)
     validate(loaded)
     manifest = write_artifacts(loaded, paths, cfg)

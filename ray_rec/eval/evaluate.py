@@ -156,6 +156,7 @@ def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
         raise InputError(f"{paths.samples(cfg.split)}: no samples to evaluate")
 
     from ray_rec.runtime import init_ray
+    stages.begin("evaluate", cfg)
     init_ray()
     require_gpus(cfg)
     started = time.time()

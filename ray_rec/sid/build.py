@@ -166,6 +166,8 @@ def run_sid_builds(cfgs: list[SIDConfig]) -> list[Path]:
     if len(set(names)) != len(names):
         raise InputError("two builds would write the same folder; give each a different name= (or method)")
     todo = [c for c in cfgs if not stages.up_to_date("sid", c)]
+    for c in todo:
+        stages.begin("sid", c)
     if todo:
         init_ray(num_cpus=todo[0].num_cpus or None, dashboard=False)
     for emb_path in sorted({_embeddings_path(c) for c in todo}):

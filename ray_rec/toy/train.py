@@ -115,6 +115,7 @@ def run_toy_train(cfg: ToyConfig) -> dict[str, Any]:
     if cfg.resources.use_gpu and not os.environ.get("RAY_ADDRESS"):
         check_device(cfg)  # before starting Ray: a local run needs a local GPU
     seqs = load_sequences(cfg.data, cfg.seed)  # bad JSONL fails here, before anything is written
+    stages.begin("toy_train", cfg)
 
     import ray
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig

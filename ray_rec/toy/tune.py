@@ -102,6 +102,7 @@ def run_toy_tune(cfg: ToyConfig) -> dict[str, Any]:
         print(f"[toy] {out} already holds this sweep; delete it or change the config to rerun", flush=True)
         return json.loads((out / "summary.json").read_text())
     seqs = load_sequences(cfg.data, cfg.seed)  # bad JSONL fails here, before anything is written
+    stages.begin("toy_tune", cfg)
     init_ray()
     check_device(cfg)
     t = cfg.tune
