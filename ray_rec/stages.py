@@ -1,4 +1,5 @@
-"""The stage registry: one record per stage, read by the CLI, the pipeline, freshness and the report.
+"""The stage registry: one record per stage, read by the CLI, the pipeline (its sections, its order
+checks, the runs) and freshness.
 
 A record names a stage's config class, its entry function and its command by dotted paths (so that
 reading the registry imports no stage and ``ray-rec --help`` stays fast), and says where the stage
