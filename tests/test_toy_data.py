@@ -123,3 +123,27 @@ def test_cluster_yaml_is_valid_and_commented():
     keys = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith(("#", "-"))]
     uncommented = [line for line in keys if "#" not in line and not line.rstrip().endswith(":")]
     assert not uncommented, uncommented
+
+
+def test_leave_one_out_cuts_histories_first_same_samples_linear_memory():
+    import tracemalloc
+
+    import numpy as np
+
+    from ray_rec.toy.data import collate, leave_one_out
+
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(1, 50, size=n).tolist() for n in (3, 4, 9, 30)]
+    splits = leave_one_out(seqs, max_len=5)
+    # the same samples as building every whole prefix and cutting it at collate time
+    train = [(s[:t], s[t]) for s in seqs for t in range(1, len(s) - 2)]
+    ids, mask = collate([h for h, _ in train], 5)
+    assert torch.equal(splits["train"].input_ids, ids) and torch.equal(splits["train"].mask, mask)
+    assert splits["test"].labels.tolist() == [s[-1] for s in seqs]
+    # one 5,000-item user: whole prefixes would hold ~12.5 M list slots (~100 MB); cut first, a few MB
+    long = [rng.integers(1, 50, size=5000).tolist()]
+    tracemalloc.start()
+    leave_one_out(long, max_len=50)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20e6, f"peak {peak / 1e6:.0f} MB"

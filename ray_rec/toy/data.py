@@ -148,12 +148,13 @@ def _split(pairs: list[tuple[list[int], int]], max_len: int) -> Split:
 def leave_one_out(seqs: list[list[int]], max_len: int) -> dict[str, Split]:
     """Train/valid/test splits as in the module docstring."""
     pairs: dict[str, list[tuple[list[int], int]]] = {"train": [], "valid": [], "test": []}
-    for s in seqs:
+    for s in seqs:  # each history cut to its newest max_len items here: memory linear in sequence length
         n_train = len(s) - 2 if len(s) >= 3 else len(s)
-        pairs["train"].extend((s[:t], s[t]) for t in range(1, n_train))
+        pairs["train"].extend((s[max(0, t - max_len):t], s[t]) for t in range(1, n_train))
         if len(s) >= 3:
-            pairs["valid"].append((s[:-2], s[-2]))
-            pairs["test"].append((s[:-1], s[-1]))
+            n = len(s)
+            pairs["valid"].append((s[max(0, n - 2 - max_len):n - 2], s[-2]))
+            pairs["test"].append((s[max(0, n - 1 - max_len):n - 1], s[-1]))
     if not pairs["train"] or not pairs["valid"]:
         raise InputError("the sequences give no train or no validation samples; users need at least 3 items")
     return {name: _split(p, max_len) for name, p in pairs.items()}
