@@ -1,7 +1,9 @@
 """Atomic artifact writes: write to a temporary name beside the target, then rename.
 
 An interrupted or failed stage therefore never leaves a half-written Parquet, JSON, PNG or
-checkpoint folder where the next stage would read it.
+checkpoint folder where the next stage would read it. A file's bytes are flushed to disk before the
+rename, so a power loss cannot leave the new name on empty contents, and what lands gets the
+permissions the process's umask gives any new file (the temporary names are private: 0600 / 0700).
 """
 
 from __future__ import annotations
@@ -20,6 +22,31 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows (setting it, even briefly,
+    races with other threads creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(path: Path, is_dir: bool) -> None:
+    """Give a finished temporary file or folder the mode a plain new one would have (0666 / 0777 minus
+    the umask); folders below it keep what they were created with."""
+    os.chmod(path, (0o777 if is_dir else 0o666) & ~_umask())
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary file path; on success it replaces ``path``, on error it is removed."""
@@ -30,6 +57,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _fsync(tmp_path)
+        _publish_mode(tmp_path, is_dir=False)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -44,6 +73,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        _publish_mode(tmp, is_dir=True)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)

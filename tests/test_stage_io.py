@@ -51,3 +51,20 @@ def test_stage_done_tracks_config(tmp_path):
     mark_done(tmp_path, Cfg(), time.time(), items=3)
     assert is_done(tmp_path, Cfg())
     assert not is_done(tmp_path, Cfg(seed=1))
+
+
+def test_atomic_writes_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    from ray_rec.io import atomic_dir, write_json
+
+    old = os.umask(0o022)
+    try:
+        path = write_json({"a": 1}, tmp_path / "x.json")
+        with atomic_dir(tmp_path / "folder") as tmp:
+            (tmp / "f").write_text("1")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o755
