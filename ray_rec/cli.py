@@ -14,6 +14,7 @@ import importlib
 import sys
 
 from ray_rec.errors import InputError
+from ray_rec.runtime import setup_env
 from ray_rec.stages import cli_modules
 
 
@@ -29,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # First, before any command module imports ray: a local Ray must come up bound to 127.0.0.1,
+    # whichever command starts it (runtime.setup_env; issue: toy and sasrec once imported ray earlier).
+    setup_env(detect_gpu=False)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -26,11 +26,13 @@ _ENV_DEFAULTS = {
 }
 
 
-def setup_env() -> dict[str, str]:
-    """Set the project's environment defaults; return the variables workers must inherit."""
+def setup_env(detect_gpu: bool = True) -> dict[str, str]:
+    """Set the project's environment defaults; return the variables workers must inherit.
+    ``detect_gpu=False`` skips choosing DeepSpeed's accelerator (it imports torch, ~1.5 s), which
+    :func:`init_ray` does before any work starts."""
     for key, value in _ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    if "DS_ACCELERATOR" not in os.environ and not _cuda_available():
+    if detect_gpu and "DS_ACCELERATOR" not in os.environ and not _cuda_available():
         os.environ["DS_ACCELERATOR"] = "cpu"
     if "TORCH_EXTENSIONS_DIR" not in os.environ:
         # A persistent cache spares DeepSpeed's ~30 s op compilation on later runs.

@@ -90,3 +90,19 @@ def test_keys_that_moved_into_resources_say_where_they_went():
         load_config(EvalConfig, None, ["num_actors=4"])
     cfg = load_config(EvalConfig, None, ["resources.workers=4", "resources.use_gpu=true"])
     assert cfg.resources.workers == 4 and cfg.resources.device == "cuda"
+
+
+def test_the_cli_sets_the_project_environment_before_any_command_imports_ray():
+    import subprocess
+    import sys
+
+    # a fresh interpreter without the variables: the CLI entry point must set them before dispatching
+    code = ("import os, sys\n"
+            "for k in ('RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER', 'HF_HUB_OFFLINE'): os.environ.pop(k, None)\n"
+            "from ray_rec.cli import main\n"
+            "assert 'ray' not in sys.modules, 'the CLI imported ray before setting up the environment'\n"
+            "try:\n    main(['toy', 'train', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(os.environ['RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'], os.environ['HF_HUB_OFFLINE'])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "0 1"
