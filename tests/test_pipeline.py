@@ -91,6 +91,9 @@ def test_pipeline_end_to_end(ray_start_2_cpus, tmp_path, monkeypatch):
     again = run_pipeline(cfg)
     assert again["test"] == rows
     assert sum(again["stage_seconds"].values()) < 0.25 * sum(report["stage_seconds"].values())
+    # ... and its report keeps the real time each stage took, not the skip's
+    assert again["made_in_seconds"] == report["made_in_seconds"] and report["made_in_seconds"]["sft"] > 1
+    assert json.dumps(report["made_in_seconds"]) in (paths.report_dir / "metrics.md").read_text()
 
     # and so does each stage's own command on the same section, with the run folder named relatively
     monkeypatch.chdir(tmp_path)
