@@ -98,33 +98,63 @@ def input_hash(path: str | Path) -> str:
     return "missing"
 
 
+def input_hashes(inputs: Iterable[str | Path]) -> dict[str, str]:
+    """Input path -> :func:`input_hash`, each input read once."""
+    return {str(p): input_hash(p) for p in inputs}
+
+
 def fingerprint(cfg: Any, inputs: Iterable[str | Path] = (), unused: tuple[str, ...] = ()) -> str:
     """Hash of the result-affecting config and the inputs' content hashes (see the module docstring);
     ``unused``: top-level sections of a config shared by several stages that this stage never reads."""
+    return _fingerprint(cfg, input_hashes(inputs), unused)
+
+
+def _fingerprint(cfg: Any, hashes: dict[str, str], unused: tuple[str, ...]) -> str:
     fields = {k: v for k, v in result_fields(cfg).items() if k not in unused}
-    data = {"config": fields, "inputs": sorted(input_hash(p) for p in inputs)}
+    data = {"config": fields, "inputs": sorted(hashes.values())}
     return _sha256(json.dumps(data, sort_keys=True, default=str).encode())[:16]
+
+
+def read_record(out_dir: str | Path) -> dict[str, Any] | None:
+    """``<out_dir>/stage.json``; None when there is none, ``{}`` when it cannot be read (a torn record
+    vouches for nothing)."""
+    path = Path(out_dir) / STAGE_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def status(out_dir: str | Path, cfg: Any, inputs: Iterable[str | Path] = (),
+           unused: tuple[str, ...] = ()) -> tuple[bool, bool]:
+    """(done, inputs_changed), hashing the inputs once. ``done``: ``out_dir`` holds a finished stage with
+    this config and these very inputs. ``inputs_changed``: it finished before on other inputs (or its
+    record is torn)."""
+    record = read_record(out_dir)
+    if record is None:
+        return False, False
+    hashes = input_hashes(inputs)
+    done = record.get("fingerprint") == _fingerprint(cfg, hashes, unused)
+    changed = sorted((record.get("inputs") or {}).values()) != sorted(hashes.values()) if record else True
+    return done, changed
 
 
 def is_done(out_dir: str | Path, cfg: Any, inputs: Iterable[str | Path] = (), unused: tuple[str, ...] = ()) -> bool:
     """True when ``out_dir`` holds a finished stage with this config and these very inputs."""
-    path = Path(out_dir) / STAGE_FILE
-    if not path.is_file():
-        return False
-    try:
-        return json.loads(path.read_text()).get("fingerprint") == fingerprint(cfg, inputs, unused)
-    except (OSError, json.JSONDecodeError):
-        return False
+    return status(out_dir, cfg, inputs, unused)[0]
 
 
 def mark_done(out_dir: str | Path, cfg: Any, started: float, inputs: Iterable[str | Path] = (),
               unused: tuple[str, ...] = (), **summary: Any) -> Path:
     """Record the finished stage (call after every artifact is in place)."""
-    inputs = list(inputs)
+    hashes = input_hashes(inputs)
     return write_json({
         "config": to_dict(cfg),
-        "fingerprint": fingerprint(cfg, inputs, unused),
-        "inputs": {str(p): input_hash(p) for p in inputs},
+        "fingerprint": _fingerprint(cfg, hashes, unused),
+        "inputs": hashes,
         "record_id": uuid.uuid4().hex,  # a rerun always writes a new record, so its readers go stale
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": round(time.time() - started, 3),

@@ -194,30 +194,22 @@ def get(name: str) -> Stage:
         raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}") from None
 
 
-def up_to_date(name: str, cfg: Any) -> bool:
-    """Whether stage ``name`` finished with this config and the very inputs it would read now."""
-    from ray_rec.stage import is_done
+def _status(name: str, cfg: Any) -> tuple[bool, bool]:
+    from ray_rec.stage import status
 
     record = get(name)
-    return is_done(record.out_dir(cfg), cfg, record.inputs(cfg), record.unused)
+    return status(record.out_dir(cfg), cfg, record.inputs(cfg), record.unused)
+
+
+def up_to_date(name: str, cfg: Any) -> bool:
+    """Whether stage ``name`` finished with this config and the very inputs it would read now."""
+    return _status(name, cfg)[0]
 
 
 def inputs_changed(name: str, cfg: Any) -> bool:
     """Whether stage ``name`` finished before on inputs other than those it would read now (a resumable
     training stage then starts over instead of continuing a run made from other data)."""
-    import json
-
-    from ray_rec.stage import STAGE_FILE, input_hash
-
-    record = get(name)
-    path = record.out_dir(cfg) / STAGE_FILE
-    if not path.is_file():
-        return False
-    try:
-        before = json.loads(path.read_text()).get("inputs", {})
-    except (OSError, ValueError):
-        return True
-    return sorted(before.values()) != sorted(input_hash(p) for p in record.inputs(cfg))
+    return _status(name, cfg)[1]
 
 
 def begin(name: str, cfg: Any) -> None:
@@ -234,10 +226,11 @@ def skip_or_reset(name: str, cfg: Any, product: Path) -> bool:
     inputs, that run's folder is removed so training starts over rather than resuming it."""
     import shutil
 
-    if up_to_date(name, cfg) and product.exists():
+    done, changed = _status(name, cfg)
+    if done and product.exists():
         print(f"{name}: {product} is up to date for this config and its inputs; skipping")
         return True
-    if inputs_changed(name, cfg):
+    if changed:
         folder = get(name).out_dir(cfg)
         print(f"{name}: the inputs changed since {folder} was trained; starting that run over")
         shutil.rmtree(folder)

@@ -67,12 +67,10 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 def made_in(names: list[str], sections: dict[str, Any]) -> dict[str, float]:
     """Seconds each stage's outputs took to make, from its record (``stage.json``) in the registry's
     ``out_dir``: a rerun that skips a stage still reports the real time, not the skip's."""
-    times = {}
-    for name in names:
-        record = STAGES[name].out_dir(sections[name]) / "stage.json"
-        if record.is_file():
-            times[name] = float(json.loads(record.read_text()).get("seconds", 0.0))
-    return times
+    from ray_rec.stage import read_record
+
+    records = {name: read_record(STAGES[name].out_dir(sections[name])) for name in names}
+    return {name: float(r.get("seconds", 0.0)) for name, r in records.items() if r is not None}
 
 
 def report_rows(paths: RunPaths, results: dict[str, Any]) -> dict[str, dict[str, float]]:
