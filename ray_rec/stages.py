@@ -103,12 +103,17 @@ def eval_checkpoint(cfg: Any) -> Path:
     return Path(cfg.checkpoint) if cfg.checkpoint else _paths(cfg).sft_model(cfg.sft_name)
 
 
-def _eval_inputs(cfg: Any) -> list[Path]:
+def model_codes(cfg: Any, model: Path) -> Path:
+    """The codes.parquet a config scoring or tuning ``model`` reads: its ``sid_method``, or the one the
+    model was trained on (its ray_rec_sft.json)."""
     from ray_rec.lm.checkpoint import trained_sid_method
 
+    return _paths(cfg).codes(cfg.sid_method or trained_sid_method(model))
+
+
+def _eval_inputs(cfg: Any) -> list[Path]:
     checkpoint = eval_checkpoint(cfg)
-    method = cfg.sid_method or trained_sid_method(checkpoint)
-    return [checkpoint, _paths(cfg).codes(method), _paths(cfg).samples(cfg.split)]
+    return [checkpoint, model_codes(cfg, checkpoint), _paths(cfg).samples(cfg.split)]
 
 
 def rl_start_model(cfg: Any) -> Path:
@@ -117,12 +122,9 @@ def rl_start_model(cfg: Any) -> Path:
 
 
 def _rl_inputs(cfg: Any) -> list[Path]:
-    from ray_rec.lm.checkpoint import trained_sid_method
-
     p, model = _paths(cfg), rl_start_model(cfg)
-    method = cfg.sid_method or trained_sid_method(model)
     cf = [p.sasrec_model] if cfg.grpo.cf_weight > 0 else []
-    return [model, p.codes(method), p.samples("train"), p.samples("valid"), *cf]
+    return [model, model_codes(cfg, model), p.samples("train"), p.samples("valid"), *cf]
 
 
 def _rl_upstream(cfg: Any) -> tuple[str, ...]:

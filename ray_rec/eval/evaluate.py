@@ -32,7 +32,7 @@ from ray_rec.config import to_dict
 from ray_rec.errors import InputError
 from ray_rec.eval.config import EvalConfig
 from ray_rec.io import write_json, write_parquet, write_text
-from ray_rec.lm.checkpoint import check_trained_codes, trained_max_history, trained_sid_method
+from ray_rec.lm.checkpoint import check_trained_codes, trained_max_history
 from ray_rec.lm.inputs import samples_with_sids
 from ray_rec.metrics import format_table, hr_ndcg, ranks_from_lists
 from ray_rec.paths import RunPaths
@@ -144,7 +144,7 @@ def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
     if not (checkpoint / "config.json").is_file():
         raise InputError(f"{checkpoint}: no Hugging Face model (config.json missing); train one with `ray-rec sft` "
                          "or pass --checkpoint")
-    codes_path = paths.codes(cfg.sid_method or trained_sid_method(checkpoint))
+    codes_path = stages.model_codes(cfg, checkpoint)
     if stages.up_to_date("evaluate", cfg) and (out_dir / "metrics.json").is_file():
         return json.loads((out_dir / "metrics.json").read_text())
     codes_table = artifacts.read_codes(codes_path)

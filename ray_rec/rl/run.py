@@ -52,13 +52,13 @@ def prepare_inputs(cfg: RLConfig, model_dir: Path) -> dict[str, Any]:
     from transformers import PreTrainedTokenizerFast
 
     from ray_rec import artifacts
-    from ray_rec.lm.checkpoint import check_trained_codes, read_meta, trained_sid_method
+    from ray_rec.lm.checkpoint import check_trained_codes, read_meta
     from ray_rec.lm.inputs import samples_with_sids
     from ray_rec.lm.prompts import encode_prompt, encode_text, response_text
 
     paths = RunPaths(cfg.run)
     meta = read_meta(model_dir)
-    codes_path = paths.codes(cfg.sid_method or trained_sid_method(model_dir))
+    codes_path = stages.model_codes(cfg, model_dir)
     table = artifacts.read_codes(codes_path)
     check_trained_codes(model_dir, table, codes_path)
     item_ids, codes = table.column("item_id").to_numpy(), table.column("codes").to_pylist()
