@@ -30,7 +30,7 @@ from ray_rec.io import save_figure, write_json
 from ray_rec.paths import RunPaths
 from ray_rec.sid.collisions import add_dedup_level, balance_last_level
 from ray_rec.sid.config import SIDConfig
-from ray_rec.sid.index_io import read_index_json, write_codes, write_index_json
+from ray_rec.sid.index_io import read_index_json, used_sizes, write_codes, write_index_json
 from ray_rec.sid.quantize import Quantizer, check_embeddings, sample_rows
 from ray_rec.sid.report import collision_stats, plot_usage, report_row, sid_report
 
@@ -135,9 +135,7 @@ def write_sid_artifacts(out_dir: Path, item_ids: np.ndarray, codes: np.ndarray, 
                         title: str) -> Path:
     """codes.parquet (with the codes per level: the quantizer's, then the de-duplication level's largest
     group), index.json, report.json and usage.png into ``out_dir``; return the codes path."""
-    sizes = list(report["sizes"])
-    sizes += [int(codes[:, level].max()) + 1 for level in range(len(sizes), codes.shape[1])]
-    codes_path = write_codes(item_ids, codes, out_dir / "codes.parquet", sizes, levels=len(report["sizes"]))
+    codes_path = write_codes(item_ids, codes, out_dir / "codes.parquet", report["sizes"])
     write_index_json(item_ids, codes, out_dir / "index.json")
     write_json(report, out_dir / "report.json")
     save_figure(plot_usage(codes, report["sizes"], title), out_dir / "usage.png")
@@ -213,7 +211,7 @@ def import_index(index_json: str | Path, run: str | Path, name: str, sizes: list
     item_ids, codes = read_index_json(index_json)
     check_item_ids(item_ids, index_json, RunPaths(run).items)
     out_dir = RunPaths(run).sid_dir(name)
-    sizes = sizes or [int(codes[:, level].max()) + 1 for level in range(codes.shape[1])]
+    sizes = sizes or used_sizes(codes)
     report = sid_report(codes, sizes)
     report.update(method="imported", source=str(index_json), sizes=sizes)
     codes_path = write_sid_artifacts(out_dir, item_ids, codes, report, f"{name} (imported)")

@@ -53,18 +53,28 @@ SIZES_KEY = b"ray_rec.codebook_sizes"  # Parquet schema metadata: codes per leve
 LEVELS_KEY = b"ray_rec.levels"          # how many of those levels are the quantizer's (the rest de-duplicate)
 
 
-def write_codes(item_ids: np.ndarray, codes: np.ndarray, path: str | Path, sizes: list[int] | None = None,
-                levels: int | None = None) -> Path:
-    """Write the codes artifact (Parquet, schema CODES) atomically, with the codes per level stored
-    beside the codes (``sizes``: one per column of ``codes``, de-duplication level included; default:
-    the largest code + 1 of each level) and ``levels``, the quantizer's levels among them (default all)."""
+def used_sizes(codes: np.ndarray) -> list[int]:
+    """Largest code + 1 of each level of (n, L) codes padded with -1.
+
+    >>> used_sizes(np.array([[0, 2, -1], [3, 1, 0]]))
+    [4, 3, 1]
+    """
     codes = np.asarray(codes)
-    used = [int(codes[:, level].max()) + 1 for level in range(codes.shape[1])]
-    sizes = list(used if sizes is None else sizes)
-    if len(sizes) != codes.shape[1] or any(s < u for s, u in zip(sizes, used, strict=True)):
-        raise ValueError(f"codebook sizes {sizes} do not cover the codes (largest code + 1 per level: {used})")
-    schema = CODES.with_metadata({SIZES_KEY: json.dumps(sizes),
-                                  LEVELS_KEY: str(len(sizes) if levels is None else levels)})
+    return [int(codes[:, level].max()) + 1 for level in range(codes.shape[1])]
+
+
+def write_codes(item_ids: np.ndarray, codes: np.ndarray, path: str | Path, sizes: list[int] | None = None) -> Path:
+    """Write the codes artifact (Parquet, schema CODES) atomically, with the codes per level stored
+    beside the codes. ``sizes``: the quantizer's codes per level (default: every level sized by its
+    largest code + 1); levels past them (de-duplication) are sized by their largest code + 1. How many
+    levels the quantizer made is stored too."""
+    codes = np.asarray(codes)
+    used = used_sizes(codes)
+    stored = used if sizes is None else list(sizes) + used[len(sizes):]
+    levels = len(used) if sizes is None else len(sizes)
+    if len(stored) != len(used) or any(s < u for s, u in zip(stored, used, strict=True)):
+        raise ValueError(f"codebook sizes {stored} do not cover the codes (largest code + 1 per level: {used})")
+    schema = CODES.with_metadata({SIZES_KEY: json.dumps(stored), LEVELS_KEY: str(levels)})
     return write_parquet(codes_table(item_ids, codes), path, schema)
 
 
@@ -78,13 +88,7 @@ def codebook_sizes(table: pa.Table) -> list[int]:
     stored = (table.schema.metadata or {}).get(SIZES_KEY)
     if stored is not None:
         return [int(s) for s in json.loads(stored)]
-    sizes: list[int] = []
-    for row in table.column("codes").to_pylist():
-        for level, code in enumerate(row):
-            if level == len(sizes):
-                sizes.append(0)
-            sizes[level] = max(sizes[level], int(code) + 1)
-    return sizes
+    return used_sizes(pad_codes(table.column("codes").to_pylist()))
 
 
 def quantizer_levels(table: pa.Table) -> int | None:
