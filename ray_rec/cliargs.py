@@ -72,6 +72,5 @@ def config_from_args(cls: type[T], args: argparse.Namespace,
                      flags: Mapping[str, str] | Iterable[str] = ()) -> T:
     """Config ``cls`` from ``args.config``, then the shorthand ``flags``, then ``args.overrides``."""
     data = read_yaml(args.config) if getattr(args, "config", None) else {}
-    keys = dict(flags) if isinstance(flags, Mapping) else {name: name for name in flags}
-    return load_config(cls, None, list(getattr(args, "overrides", []) or []),
-                       base=merge(data, flags_to_dict(args, {**RESOURCE_FLAGS, **keys})))
+    given = merge(flags_to_dict(args, RESOURCE_FLAGS), flags_to_dict(args, flags))
+    return load_config(cls, None, list(getattr(args, "overrides", []) or []), base=merge(data, given))
