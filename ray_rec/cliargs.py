@@ -73,4 +73,9 @@ def config_from_args(cls: type[T], args: argparse.Namespace,
     """Config ``cls`` from ``args.config``, then the shorthand ``flags``, then ``args.overrides``."""
     data = read_yaml(args.config) if getattr(args, "config", None) else {}
     given = merge(flags_to_dict(args, RESOURCE_FLAGS), flags_to_dict(args, flags))
-    return load_config(cls, None, list(getattr(args, "overrides", []) or []), base=merge(data, given))
+    cfg = load_config(cls, None, list(getattr(args, "overrides", []) or []), base=merge(data, given))
+    if getattr(cfg, "run", None):
+        from ray_rec.storage import storage_of
+
+        storage_of(cfg.run).check()  # an unusable run folder is refused before any stage starts
+    return cfg

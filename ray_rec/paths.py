@@ -18,7 +18,9 @@ paths between commands::
     <run>/report/                            the pipeline's side-by-side metrics table and plot
 
 Every path of a run folder is built here; stages and tools ask :class:`RunPaths` instead of joining
-folder names themselves.
+folder names themselves. The run folder may be a URI (``s3://bucket/runs/demo``): ``RunPaths.root`` is
+then the driver's local workspace for it and ``RunPaths.storage`` moves files between the two
+(:mod:`ray_rec.storage`).
 
 The Parquet artifacts are read through :mod:`ray_rec.artifacts`, which checks them against these schemas.
 """
@@ -27,6 +29,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from ray_rec.storage import RunStorage, storage_of
 
 SPLITS = ("train", "valid", "test")
 DEFAULT_RUN = "runs/default"  # the run folder every command uses when none is given
@@ -40,7 +44,21 @@ class RunPaths:
     root: Path
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+        object.__setattr__(self, "root", self.storage.local.resolve())
+
+    @property
+    def storage(self) -> RunStorage:
+        """Where the run lives and how its files reach the local ``root`` (:mod:`ray_rec.storage`)."""
+        return storage_of(self.root)
+
+    @property
+    def uri(self) -> str:
+        """The run folder as the user names it: an absolute path or a URI."""
+        return self.storage.uri
+
+    def location(self, path: str | Path) -> str:
+        """Where ``path`` (under ``root``) lives, for messages: its URI on remote storage, else the path."""
+        return self.storage.uri_of(path)
 
     # data stage
     @property

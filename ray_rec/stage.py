@@ -41,7 +41,9 @@ def result_fields(cfg: Any, root: Path | None = None) -> dict[str, Any]:
     a path inside the run folder ``root`` (default ``cfg.run``) is written as ``<run>/relative/path``.
     """
     if root is None and hasattr(cfg, "run"):
-        root = Path(cfg.run).expanduser().resolve()
+        from ray_rec.paths import RunPaths
+
+        root = RunPaths(cfg.run).root
 
     def plain(obj: Any) -> Any:
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -128,12 +130,16 @@ def read_record(out_dir: str | Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else {}
 
 
+_READ = object()
+
+
 def status(out_dir: str | Path, cfg: Any, inputs: Iterable[str | Path] = (),
-           unused: tuple[str, ...] = ()) -> tuple[bool, bool]:
+           unused: tuple[str, ...] = (), record: Any = _READ) -> tuple[bool, bool]:
     """(done, inputs_changed), hashing the inputs once. ``done``: ``out_dir`` holds a finished stage with
     this config and these very inputs. ``inputs_changed``: it finished before on other inputs (or its
-    record is torn)."""
-    record = read_record(out_dir)
+    record is torn). ``record``: the stage's record when it was read elsewhere (from storage)."""
+    if record is _READ:
+        record = read_record(out_dir)
     if record is None:
         return False, False
     hashes = input_hashes(inputs)

@@ -15,6 +15,7 @@ and freshness pick it up from here.
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,8 +100,9 @@ def _sft_upstream(cfg: Any) -> tuple[str, ...]:
 
 
 def eval_checkpoint(cfg: Any) -> Path:
-    """The model an EvalConfig scores: ``checkpoint``, or SFT run ``sft_name``'s model."""
-    return Path(cfg.checkpoint) if cfg.checkpoint else _paths(cfg).sft_model(cfg.sft_name)
+    """The model an EvalConfig scores: ``checkpoint``, or SFT run ``sft_name``'s model (fetched from
+    storage into the workspace when the run folder is remote)."""
+    return fetch(cfg.run, Path(cfg.checkpoint) if cfg.checkpoint else _paths(cfg).sft_model(cfg.sft_name))
 
 
 def model_codes(cfg: Any, model: Path) -> Path:
@@ -117,8 +119,9 @@ def _eval_inputs(cfg: Any) -> list[Path]:
 
 
 def rl_start_model(cfg: Any) -> Path:
-    """The starting policy of an RLConfig: ``model``, or SFT run ``sft_name``'s model."""
-    return Path(cfg.model) if cfg.model else _paths(cfg).sft_model(cfg.sft_name)
+    """The starting policy of an RLConfig: ``model``, or SFT run ``sft_name``'s model (fetched from
+    storage into the workspace when the run folder is remote)."""
+    return fetch(cfg.run, Path(cfg.model) if cfg.model else _paths(cfg).sft_model(cfg.sft_name))
 
 
 def _rl_inputs(cfg: Any) -> list[Path]:
@@ -140,7 +143,8 @@ def _toy_inputs(cfg: Any) -> list[Path]:
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("data", "data prepare", "ray_rec.data.config:DataConfig", "ray_rec.data.prepare:run_prepare",
           "ray_rec.data.cli", out_dir=lambda c: _paths(c).data_dir, inputs=_data_inputs,
-          results=("items.parquet", "interactions.parquet", *(f"samples_{s}.parquet" for s in SPLITS)),
+          results=("items.parquet", "interactions.parquet", *(f"samples_{s}.parquet" for s in SPLITS),
+                   "manifest.json"),
           doc="a data set (or the synthetic catalogue) into typed Parquet: items, interactions, samples"),
     Stage("embed", "data embed", "ray_rec.data.config:EmbedConfig", "ray_rec.data.embed:run_embed",
           "ray_rec.data.cli", out_dir=lambda c: _paths(c).embeddings.parent, inputs=_embed_inputs,
@@ -173,7 +177,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           doc="the toy sequential recommender under Ray Train"),
     Stage("toy_tune", "toy tune", "ray_rec.toy.config:ToyConfig", "ray_rec.toy.tune:run_toy_tune",
           "ray_rec.toy.cli", out_dir=lambda c: _paths(c).toy_tune_dir(c.tune.name), inputs=_toy_inputs,
-          results=("best_config.yaml", "results.csv"), in_pipeline=False, unused=("name",),
+          results=("best_config.yaml", "results.csv", "summary.json"), in_pipeline=False, unused=("name",),
           doc="a Ray Tune (ASHA) sweep of the toy recommender"),
 )}
 
@@ -197,10 +201,82 @@ def get(name: str) -> Stage:
 
 
 def _status(name: str, cfg: Any) -> tuple[bool, bool]:
-    from ray_rec.stage import status
+    from ray_rec.stage import STAGE_FILE, status
 
     record = get(name)
-    return status(record.out_dir(cfg), cfg, record.inputs(cfg), record.unused)
+    store = _paths(cfg).storage
+    if not store.remote:
+        return status(record.out_dir(cfg), cfg, record.inputs(cfg), record.unused)
+    # A remote run: bring the inputs and this stage's record from storage, then judge as for a local one.
+    for path in record.inputs(cfg):
+        fetch(cfg.run, path)
+    out = record.out_dir(cfg)
+    stored = store.read_remote_bytes(out / STAGE_FILE)
+    local = (out / STAGE_FILE).read_bytes() if (out / STAGE_FILE).is_file() else None
+    if stored is None:
+        (out / STAGE_FILE).unlink(missing_ok=True)
+        return False, False
+    try:
+        stored_record = json.loads(stored)
+    except json.JSONDecodeError:
+        stored_record = {}
+    done, changed = status(out, cfg, record.inputs(cfg), record.unused, record=stored_record)
+    if done and (stored != local or not all((out / r).exists() for r in record.results)):
+        # the stored results replace the local copies, the record that vouches for them last
+        (out / STAGE_FILE).unlink(missing_ok=True)
+        for result in record.results:
+            store.pull(out / result)
+        store.pull(out / STAGE_FILE)
+    return done, changed
+
+
+def fetch(run: str | Path, path: Path) -> Path:
+    """Make the workspace copy of ``path`` (an input inside remote run folder ``run``) match storage:
+    the file or folder and the record of the stage that wrote it, pulled again only when that record
+    changed. Anything else is returned as it is."""
+    from ray_rec.stage import STAGE_FILE
+
+    store = RunPaths(run).storage
+    if not store.remote or not store.contains(path):
+        return path
+    path = Path(path).resolve()
+    root = store.local.resolve()
+    for folder in (path, *path.parents):
+        stored = store.read_remote_bytes(folder / STAGE_FILE)
+        if stored is not None:
+            record = folder / STAGE_FILE
+            if record.is_file() and record.read_bytes() == stored and path.exists():
+                return path
+            record.unlink(missing_ok=True)
+            if path != folder:
+                store.pull(path)
+            else:
+                for child in _stored_children(store, folder):
+                    store.pull(child)
+            store.pull(record)
+            return path
+        if folder == root:
+            break
+    store.pull(path)  # written outside any stage (or not at all): mirrored as it is
+    return path
+
+
+def worker_ref(cfg: Any, path: Path) -> Any:
+    """What a worker on any node opens ``path`` (an input of this run) with, through
+    :func:`ray_rec.storage.localize`: the path itself, or for a remote run a reference keyed by the
+    content of the stage record that vouches for it."""
+    from ray_rec.stage import input_hash
+
+    return _paths(cfg).storage.ref(path, input_hash(path))
+
+
+def _stored_children(store: Any, folder: Path) -> list[Path]:
+    """Entries of a stored stage folder other than its record and Ray Train's run data."""
+    import pyarrow.fs as pafs
+
+    infos = store.fs.get_file_info(pafs.FileSelector(store._remote(folder), allow_not_found=True))
+    names = [i.path.rsplit("/", 1)[-1] for i in infos]
+    return [folder / n for n in names if n != "stage.json" and not n.startswith(("checkpoint_", "."))]
 
 
 def up_to_date(name: str, cfg: Any) -> bool:
@@ -219,7 +295,11 @@ def begin(name: str, cfg: Any) -> None:
     not leave new artifacts behind a record that still vouches for the old ones."""
     from ray_rec.stage import STAGE_FILE
 
-    (get(name).out_dir(cfg) / STAGE_FILE).unlink(missing_ok=True)
+    record = get(name).out_dir(cfg) / STAGE_FILE
+    record.unlink(missing_ok=True)
+    store = _paths(cfg).storage
+    if store.remote:
+        store.delete(record)
 
 
 def skip_or_reset(name: str, cfg: Any, product: Path) -> bool:
@@ -230,12 +310,14 @@ def skip_or_reset(name: str, cfg: Any, product: Path) -> bool:
 
     done, changed = _status(name, cfg)
     if done and product.exists():
-        print(f"{name}: {product} is up to date for this config and its inputs; skipping")
+        print(f"{name}: {_paths(cfg).location(product)} is up to date for this config and its inputs; skipping")
         return True
     if changed:
         folder = get(name).out_dir(cfg)
-        print(f"{name}: the inputs changed since {folder} was trained; starting that run over")
-        shutil.rmtree(folder)
+        print(f"{name}: the inputs changed since {_paths(cfg).location(folder)} was trained; starting that run over")
+        shutil.rmtree(folder, ignore_errors=True)
+        if _paths(cfg).storage.remote:
+            _paths(cfg).storage.delete(folder)
     begin(name, cfg)
     return False
 
@@ -245,4 +327,8 @@ def finish(name: str, cfg: Any, started: float, **summary: Any) -> Path:
     from ray_rec.stage import mark_done
 
     record = get(name)
-    return mark_done(record.out_dir(cfg), cfg, started, record.inputs(cfg), record.unused, **summary)
+    path = mark_done(record.out_dir(cfg), cfg, started, record.inputs(cfg), record.unused, **summary)
+    store = _paths(cfg).storage
+    if store.remote:
+        store.push(record.out_dir(cfg))
+    return path

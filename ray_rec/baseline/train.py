@@ -157,11 +157,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     num_items = config["num_items"]
 
-    users, history, targets = samples_arrays(artifacts.read_samples(config["train"]), num_items, config["train"])
+    from ray_rec.storage import localize
+
+    files = {s: localize(config[s]) for s in ("train", "valid", "test")}  # copied to this node once if remote
+    users, history, targets = samples_arrays(artifacts.read_samples(files["train"]), num_items, files["train"])
     inputs, labels = training_arrays(users, history, targets, cfg.max_len, cfg.objective)
     evals = {}
     for split in ("valid", "test"):
-        _, h, t = samples_arrays(artifacts.read_samples(config[split]), num_items, config[split])
+        _, h, t = samples_arrays(artifacts.read_samples(files[split]), num_items, files[split])
         part = np.array_split(np.arange(len(t)), world)[rank]  # each worker scores its share
         evals[split] = (pad_left(h, cfg.max_len)[part], t[part])
 
@@ -233,7 +236,7 @@ def run_sasrec(cfg: SASRecConfig) -> dict[str, Any]:
     paths = RunPaths(cfg.run)
     out = paths.sasrec_dir
     if not cfg.force and stages.up_to_date("sasrec", cfg) and (out / "metrics.json").is_file():
-        print(f"sasrec: {out} already holds this config's results (set force=true to retrain)")
+        print(f"sasrec: {paths.location(out)} already holds this config's results (set force=true to retrain)")
         if paths.sasrec_model.is_dir():  # a run older than the export has none yet
             ensure_item_embeddings(paths)
         return json.loads((out / "metrics.json").read_text())
@@ -286,17 +289,19 @@ def _fit(cfg: SASRecConfig, num_items: int, paths: Any, out: Path) -> Any:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from ray_rec import stages
     from ray_rec.runtime import init_ray
 
     init_ray()
     name = cfg.name or f"sasrec-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    storage_path, filesystem = paths.storage.train_storage(out / "ray")
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": to_dict(cfg), "num_items": num_items,
-                           **{s: str(paths.samples(s)) for s in ("train", "valid", "test")}},
+                           **{s: stages.worker_ref(cfg, paths.samples(s)) for s in ("train", "valid", "test")}},
         scaling_config=ScalingConfig(num_workers=cfg.resources.workers, use_gpu=cfg.resources.use_gpu,
                                      resources_per_worker={"CPU": cfg.resources.cpus_per_worker}),
-        run_config=RunConfig(name=name, storage_path=str(out / "ray")),
+        run_config=RunConfig(name=name, storage_path=storage_path, storage_filesystem=filesystem),
     )
     result = trainer.fit()
     if result.error is not None:

@@ -204,7 +204,7 @@ def run_embed(cfg: EmbedConfig) -> Path:
     stage_file = out_dir / "stage.json"
     if stages.up_to_date("embed", cfg) and final.is_file() \
             and json.loads(stage_file.read_text()).get("items_key") == items_key:
-        print(f"embed: {final} is up to date; skipped")
+        print(f"embed: {paths.location(final)} is up to date; skipped")
         return final
     started = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)

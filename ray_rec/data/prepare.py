@@ -113,7 +113,7 @@ def run_prepare(cfg: DataConfig) -> RunPaths:
     """Prepare the configured data set in ``cfg.run`` (skipped when done with the same config)."""
     paths = RunPaths(cfg.run)
     if stages.up_to_date("data", cfg):
-        print(f"data: {paths.data_dir} is up to date (same config); skipped")
+        print(f"data: {paths.location(paths.data_dir)} is up to date (same config); skipped")
         return paths
     started = time.time()
     # the old stage record goes first: a crash while new artifacts replace old ones must not look done
@@ -124,5 +124,5 @@ def run_prepare(cfg: DataConfig) -> RunPaths:
     stages.finish("data", cfg, started, counts=manifest["counts"])
     c = manifest["counts"]
     print(f"data: {c['items']} items, {c['users']} users, {c['interactions']} interactions; samples "
-          f"train {c['samples_train']}, valid {c['samples_valid']}, test {c['samples_test']} -> {paths.data_dir}")
+          f"train {c['samples_train']}, valid {c['samples_valid']}, test {c['samples_test']} -> {paths.location(paths.data_dir)}")
     return paths

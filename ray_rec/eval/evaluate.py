@@ -61,15 +61,18 @@ def fixed_batches(samples: pa.Table, batch_size: int) -> list[pa.Table]:
 class BeamSearchActor:
     """Ray Data callable class: loads the checkpoint and the trie once, scores one batch per call."""
 
-    def __init__(self, checkpoint: str, codes_path: str, num_beams: int, top_k: int, device: str, threads: int,
+    def __init__(self, checkpoint: Any, codes_path: Any, num_beams: int, top_k: int, device: str, threads: int,
                  max_history: int = -1):
         from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
         from ray_rec.runtime import set_threads, setup_env
         from ray_rec.sid.trie import SIDTrie
+        from ray_rec.storage import localize
 
         setup_env()
         set_threads(threads)
+        # paths, or references into remote storage copied to this node once
+        checkpoint, codes_path = localize(checkpoint), localize(codes_path)
         self.tokenizer = PreTrainedTokenizerFast.from_pretrained(checkpoint)
         self.model = AutoModelForCausalLM.from_pretrained(checkpoint).to(device).eval()
         table = artifacts.read_codes(codes_path)
@@ -106,7 +109,8 @@ def predict(cfg: EvalConfig, samples: pa.Table, checkpoint: Path, codes_path: Pa
     blocks = fixed_batches(samples.select(["row", "user_id", "history", "target"]), cfg.batch_size)
     ds = ray.data.from_arrow(blocks).map_batches(
         BeamSearchActor,
-        fn_constructor_kwargs=dict(checkpoint=str(checkpoint), codes_path=str(codes_path), num_beams=cfg.num_beams,
+        fn_constructor_kwargs=dict(checkpoint=stages.worker_ref(cfg, checkpoint),
+                                   codes_path=stages.worker_ref(cfg, codes_path), num_beams=cfg.num_beams,
                                    top_k=cfg.top_k, device=cfg.resources.device, threads=cfg.resources.threads_per_worker,
                                    max_history=cfg.max_history),
         batch_size=cfg.batch_size, batch_format="pyarrow", udf_modifying_row_count=False,

@@ -37,7 +37,7 @@ class _PipelineBase:
     def bound(self) -> dict[str, Any]:
         """Stage name -> its section, bound to this run: every ``run`` key set to the run folder, the
         SID input chosen by ``sid_input``, evaluation of this SFT run on the test split, GRPO from it."""
-        run = str(Path(self.run).expanduser().resolve())
+        run = RunPaths(self.run).uri  # an absolute path, or a URI kept as it is
         sections = {name: dataclasses.replace(getattr(self, name), run=run) for name in PIPELINE_STAGES}
         sid, sft, evaluate = sections["sid"], sections["sft"], sections["evaluate"]
         if self.sid_input == "sasrec":

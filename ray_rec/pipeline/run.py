@@ -106,13 +106,16 @@ def write_report(paths: RunPaths, results: dict[str, Any], timings: dict[str, fl
     keys = [f"{m}@{k}" for m in ("hr", "ndcg") for k in REPORT_KS]
     table = format_table(rows, keys)
     write_json({"test": rows, "stage_seconds": timings, "made_in_seconds": made}, out / "metrics.json")
-    write_text(f"# Test-split metrics ({paths.root})\n\n{table}\nSeconds each stage's outputs took to make: "
+    write_text(f"# Test-split metrics ({paths.uri})\n\n{table}\nSeconds each stage's outputs took to make: "
                + json.dumps(made) + "\nWall seconds of this run per stage (about 0 where a stage was up to "
                "date and skipped): " + json.dumps(timings) + "\n", out / "metrics.md")
     plot_rows(rows, out / "metrics.png")
+    if paths.storage.remote:
+        paths.storage.push(out)
+    where = paths.location(out)
     print("\n" + table)
-    print(f"report: {out}/metrics.md, {out}/metrics.png")
-    return {"test": rows, "stage_seconds": timings, "made_in_seconds": made, "report_dir": str(out)}
+    print(f"report: {where}/metrics.md, {where}/metrics.png")
+    return {"test": rows, "stage_seconds": timings, "made_in_seconds": made, "report_dir": where}
 
 
 def plot_rows(rows: dict[str, dict[str, float]], path: Path) -> Path:

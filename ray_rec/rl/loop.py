@@ -27,7 +27,7 @@ from ray_rec.rl.grpo import completion_logprobs, first_items, grpo_loss, rollout
 from ray_rec.rl.rewards import cf_reward, group_advantages, ranking_reward, rule_reward
 from ray_rec.trainer.backend import Backend
 from ray_rec.trainer.checkpoint import is_finished, new_state, report_lm_checkpoint, restored
-from ray_rec.trainer.progress import end_evaluation, log, log_evaluation, maybe_crash
+from ray_rec.trainer.progress import end_evaluation, log, log_evaluation, maybe_crash, worker_nodes
 from ray_rec.trainer.schedule import (
     eval_interval,
     get_lr,
@@ -109,8 +109,9 @@ def micro_step(backend: Backend, reference, tokenizer, trie, data: dict[str, Any
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point. ``loop_config``: cfg (RLConfig), data (ObjectRef of the prompts, targets and
-    codes built by :func:`ray_rec.rl.run.prepare_inputs`), model_dir, sasrec_dir ('' = no cf reward),
-    crash_marker (path or '': train.crash_at_step's fault injection)."""
+    codes built by :func:`ray_rec.rl.run.prepare_inputs`), model_dir, sasrec_dir ('' = no cf reward) (paths or
+    :class:`ray_rec.storage.Ref` s, copied to this node once), crash_marker (path or '': train.crash_at_step's
+    fault injection)."""
     import ray
     import ray.train
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
@@ -124,7 +125,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
-    model_dir = loop_config["model_dir"]
+    from ray_rec.storage import localize
+
+    model_dir = localize(loop_config["model_dir"])
     tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
     trie = SIDTrie.from_tokenizer(data["codes"], tokenizer, item_ids=data["item_ids"]).to(device)
     data["target_nodes"] = target_nodes(trie, data["target_tokens"])
@@ -139,7 +142,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     if cfg.grpo.beta > 0:
         reference = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
         reference.requires_grad_(False)
-    scorer = SASRecScorer(loop_config["sasrec_dir"], device) if loop_config.get("sasrec_dir") else None
+    scorer = SASRecScorer(localize(loop_config["sasrec_dir"]), device) if loop_config.get("sasrec_dir") else None
     backend.train(False)  # no dropout in rollouts or loss (module docstring)
 
     n = len(data["prompts"])
@@ -147,6 +150,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     total = total_steps(per_epoch, cfg.train.epochs, cfg.train.max_steps)
     if is_finished(state, total):
         return  # a finished run started again: nothing left to do
+    state["nodes"] = worker_nodes()
     eval_every = eval_interval(cfg.train.eval_every, per_epoch)
     key = f"valid_ndcg@{cfg.grpo.eval_k}"
     if not state["valid"]:  # the starting policy, before any update

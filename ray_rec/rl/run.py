@@ -23,7 +23,6 @@ Run it with ``ray-rec rl --config jobs/configs/rl_smoke.yaml --run runs/demo``.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -92,11 +91,13 @@ def make_trainer(cfg: RLConfig, data_ref, model_dir: Path, sasrec_dir: str):
     from ray_rec.rl.loop import train_loop_per_worker
     from ray_rec.trainer.launch import crash_marker, torch_trainer
 
+    paths = RunPaths(cfg.run)
     return torch_trainer(train_loop_per_worker,
-                         {"cfg": cfg, "data": data_ref, "model_dir": str(model_dir), "sasrec_dir": sasrec_dir,
-                          "crash_marker": crash_marker(cfg, RunPaths(cfg.run).rl_root)},
-                         cfg.resources, cfg.train.max_failures, cfg.name, RunPaths(cfg.run).rl_root, cfg.train.checkpoints_to_keep,
-                         f"valid_ndcg@{cfg.grpo.eval_k}", "max")
+                         {"cfg": cfg, "data": data_ref, "model_dir": stages.worker_ref(cfg, model_dir),
+                          "sasrec_dir": stages.worker_ref(cfg, Path(sasrec_dir)) if sasrec_dir else "",
+                          "crash_marker": crash_marker(cfg, paths.rl_root)},
+                         cfg.resources, cfg.train.max_failures, cfg.name, paths.storage.train_storage(paths.rl_root),
+                         cfg.train.checkpoints_to_keep, f"valid_ndcg@{cfg.grpo.eval_k}", "max")
 
 
 def plot_curves(state: dict[str, Any], key: str, path: Path) -> Path:
@@ -131,7 +132,7 @@ def plot_curves(state: dict[str, Any], key: str, path: Path) -> Path:
 def run_rl(cfg: RLConfig) -> Path:
     """Train (or resume) and export; returns ``<run>/rl/<name>/model``."""
     from ray_rec.runtime import init_ray
-    from ray_rec.trainer.launch import best_checkpoint_dir, export_model
+    from ray_rec.trainer.launch import best_checkpoint, export_model, location, read_json
 
     paths = RunPaths(cfg.run)
     out_dir, out = paths.rl_dir(cfg.name), paths.rl_model(cfg.name)
@@ -157,16 +158,19 @@ def run_rl(cfg: RLConfig) -> Path:
     if result.error is not None:
         raise RuntimeError(f"RL run {cfg.name} failed: {result.error}") from result.error
     key = f"valid_ndcg@{cfg.grpo.eval_k}"
-    best = best_checkpoint_dir(result, key, higher_is_better=True)
-    state = json.loads((Path(result.checkpoint.path) / "trainer_state.json").read_text())
-    meta = {**inputs["meta"], "rl": {"start": str(model_dir), "checkpoint": str(best), "config": to_dict(cfg),
+    best = best_checkpoint(result, key, higher_is_better=True)
+    state = read_json(result.checkpoint, "trainer_state.json")
+    meta = {**inputs["meta"], "rl": {"start": paths.location(model_dir), "checkpoint": location(best),
+                                     "config": to_dict(cfg),
                                      "steps": state["step"], "best_" + key: state["best"],
                                      "start_" + key: state["valid"][0][key]}}
     export_model(best, out, meta)
     plot_curves(state, key, out_dir / "curves.png")
     write_json({"train": state["train"], "valid": state["valid"]}, out_dir / "history.json")
-    stages.finish("rl", cfg, started, steps=state["step"], checkpoint=str(best), model=str(out),
-              **{"start_" + key: state["valid"][0][key], "best_" + key: state["best"]})
-    print(f"rl: {key} {state['valid'][0][key]:.4f} before, best {state['best']:.4f} at {best.name}; model in {out}")
+    stages.finish("rl", cfg, started, steps=state["step"], checkpoint=location(best), model=paths.location(out),
+                  worker_nodes=state.get("nodes", []),
+                  **{"start_" + key: state["valid"][0][key], "best_" + key: state["best"]})
+    print(f"rl: {key} {state['valid'][0][key]:.4f} before, best {state['best']:.4f} at {Path(best.path).name}; "
+          f"model in {paths.location(out)}")
     return out
 

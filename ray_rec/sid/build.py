@@ -208,13 +208,16 @@ def import_index(index_json: str | Path, run: str | Path, name: str, sizes: list
     ``sizes``: codes per level (default: largest code + 1). Every level counts as a quantizer level
     (an index.json does not say which level, if any, de-duplicates).
     """
+    paths = RunPaths(run)
     item_ids, codes = read_index_json(index_json)
-    check_item_ids(item_ids, index_json, RunPaths(run).items)
-    out_dir = RunPaths(run).sid_dir(name)
+    check_item_ids(item_ids, index_json, stages.fetch(run, paths.items))
+    out_dir = paths.sid_dir(name)
     sizes = sizes or used_sizes(codes)
     report = sid_report(codes, sizes)
     report.update(method="imported", source=str(index_json), sizes=sizes)
     codes_path = write_sid_artifacts(out_dir, item_ids, codes, report, f"{name} (imported)")
     write_json({"source": str(Path(index_json).resolve()), **collision_stats(codes)}, out_dir / "stage.json")
+    if paths.storage.remote:
+        paths.storage.push(out_dir)
     return codes_path
 

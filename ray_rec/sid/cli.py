@@ -102,7 +102,7 @@ def _import(args: argparse.Namespace) -> int:
     from ray_rec.sid.build import import_index
 
     print(import_index(args.index_json, args.run, args.name))
-    _print_reports([Path(args.run) / "sid" / args.name])
+    _print_reports([RunPaths(args.run).root / "sid" / args.name])
     return 0
 
 

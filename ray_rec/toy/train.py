@@ -28,6 +28,7 @@ from ray_rec.metrics import format_table
 from ray_rec.paths import RunPaths
 from ray_rec.toy.config import ToyConfig
 from ray_rec.toy.loop import fit, load_state, save_state
+from ray_rec.trainer.launch import location
 
 # Config fields that do not change what is trained.
 
@@ -108,7 +109,8 @@ def run_toy_train(cfg: ToyConfig) -> dict[str, Any]:
     from ray_rec.toy.data import load_sequences
 
     started = time.time()
-    out = RunPaths(cfg.run).toy_train_dir(cfg.name)
+    paths = RunPaths(cfg.run)
+    out = paths.toy_train_dir(cfg.name)
     if stages.up_to_date("toy_train", cfg):
         print(f"[toy] {out} already holds this run; delete it or change the config to retrain", flush=True)
         return json.loads((out / "metrics.json").read_text())
@@ -127,12 +129,13 @@ def run_toy_train(cfg: ToyConfig) -> dict[str, Any]:
     check_device(cfg)
     cuda = cfg.resources.use_gpu
     resources = {"CPU": cfg.resources.cpus_per_worker, **({"GPU": 1} if cuda else {})}
+    storage_path, filesystem = paths.storage.train_storage(out.parent)
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"cfg": to_dict(cfg), "seqs": ray.put(seqs)},
         scaling_config=ScalingConfig(num_workers=cfg.resources.workers, use_gpu=cuda, resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if cuda else "gloo"),
-        run_config=RunConfig(name=cfg.name, storage_path=str(out.parent),
+        run_config=RunConfig(name=cfg.name, storage_path=storage_path, storage_filesystem=filesystem,
                              checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.num_to_keep)),
     )
     result = trainer.fit()
@@ -143,7 +146,7 @@ def run_toy_train(cfg: ToyConfig) -> dict[str, Any]:
     write_json(metrics, out / "metrics.json")
     write_json(history, out / "history.json")
     plot_history(history, out / "curves.png")
-    stages.finish("toy_train", cfg, started, epochs=len(history), checkpoint=result.checkpoint.path)
+    stages.finish("toy_train", cfg, started, epochs=len(history), checkpoint=location(result.checkpoint))
     print(summary_table(metrics), flush=True)
     return metrics
 

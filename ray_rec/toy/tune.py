@@ -97,7 +97,8 @@ def run_toy_tune(cfg: ToyConfig) -> dict[str, Any]:
     from ray_rec.toy.train import check_device
 
     started = time.time()
-    out = RunPaths(cfg.run).toy_tune_dir(cfg.tune.name)
+    paths = RunPaths(cfg.run)
+    out = paths.toy_tune_dir(cfg.tune.name)
     if stages.up_to_date("toy_tune", cfg):
         print(f"[toy] {out} already holds this sweep; delete it or change the config to rerun", flush=True)
         return json.loads((out / "summary.json").read_text())
@@ -116,7 +117,8 @@ def run_toy_tune(cfg: ToyConfig) -> dict[str, Any]:
             scheduler=ASHAScheduler(max_t=cfg.train.epochs, grace_period=min(t.grace_period, cfg.train.epochs),
                                     reduction_factor=t.reduction_factor),
             search_alg=_seeded_search(cfg.seed)),
-        run_config=tune.RunConfig(name=t.name, storage_path=str(out.parent)),
+        run_config=tune.RunConfig(name=t.name, storage_path=paths.storage.train_storage(out.parent)[0],
+                                  storage_filesystem=paths.storage.train_storage(out.parent)[1]),
     )
     grid = tuner.fit()
     if grid.errors and len(grid.errors) == len(grid):
@@ -127,7 +129,7 @@ def run_toy_tune(cfg: ToyConfig) -> dict[str, Any]:
     write_best_config(trial_config(to_dict(cfg), _sampled(best.config)), best.metrics, out / "best_config.yaml")
     _write_table(rows, out)
     plot_trials(grid, out / "trials.png")
-    summary = {"best_config": _sampled(best.config), "best_metrics": _plain(best.metrics), "dir": str(out),
+    summary = {"best_config": _sampled(best.config), "best_metrics": _plain(best.metrics), "dir": paths.location(out),
                "trials": len(grid), "errors": len(grid.errors), "seconds": round(time.time() - started, 1)}
     write_json(summary, out / "summary.json")
     stages.finish("toy_tune", cfg, started, trials=len(grid))

@@ -26,7 +26,7 @@ import torch
 from ray_rec.train.batch import SFTBackend, probe_logits, tokens_per_micro_batch, train_step, valid_loss
 from ray_rec.train.config import SFTConfig
 from ray_rec.trainer.checkpoint import is_finished, new_state, report_lm_checkpoint, restored
-from ray_rec.trainer.progress import Meter, end_evaluation, log, log_evaluation, maybe_crash
+from ray_rec.trainer.progress import Meter, end_evaluation, log, log_evaluation, maybe_crash, worker_nodes
 from ray_rec.trainer.schedule import eval_interval, get_lr, is_eval_step, rank_indices, steps_per_epoch, total_steps
 
 
@@ -66,6 +66,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     total = total_steps(per_epoch, cfg.train.epochs, cfg.train.max_steps)
     if is_finished(state, total):
         return  # a finished run started again: nothing left to do
+    state["nodes"] = worker_nodes()
     eval_every = eval_interval(cfg.train.eval_every, per_epoch)
     lengths = np.diff(train.offsets)
     meter, window = Meter(), []

@@ -24,7 +24,6 @@ Run it with ``ray-rec sft --config jobs/configs/sft_smoke.yaml --set run=runs/de
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from ray_rec.errors import InputError
 from ray_rec.io import atomic_dir, file_sha256, save_figure, write_json
 from ray_rec.paths import RunPaths
 from ray_rec.train.config import SFTConfig
-from ray_rec.trainer.launch import best_checkpoint_dir, crash_marker, export_model, torch_trainer
+from ray_rec.trainer.launch import best_checkpoint, crash_marker, export_model, location, read_json, torch_trainer
 
 
 def inputs_dir(cfg: SFTConfig) -> Path:
@@ -93,9 +92,10 @@ def make_trainer(cfg: SFTConfig, data_ref, crash_marker: str = ""):
     """The TorchTrainer of this config (driver side; Ray must be initialised)."""
     from ray_rec.train.loop import train_loop_per_worker
 
+    paths = RunPaths(cfg.run)
     return torch_trainer(train_loop_per_worker, {"cfg": cfg, "data": data_ref, "crash_marker": crash_marker},
-                         cfg.resources, cfg.train.max_failures, cfg.name, RunPaths(cfg.run).sft_root, cfg.train.checkpoints_to_keep,
-                         "valid_loss", "min")
+                         cfg.resources, cfg.train.max_failures, cfg.name, paths.storage.train_storage(paths.sft_root),
+                         cfg.train.checkpoints_to_keep, "valid_loss", "min")
 
 
 def plot_losses(state: dict[str, Any], path: Path) -> Path:
@@ -140,14 +140,15 @@ def run_sft(cfg: SFTConfig) -> Path:
     result = make_trainer(cfg, ref, crash_marker(cfg, paths.sft_root)).fit()
     if result.error is not None:
         raise RuntimeError(f"SFT run {cfg.name} failed: {result.error}") from result.error
-    best = best_checkpoint_dir(result)
-    state = json.loads((Path(result.checkpoint.path) / "trainer_state.json").read_text())
-    meta = {**inputs["meta"], "checkpoint": str(best), "config": to_dict(cfg),
+    best = best_checkpoint(result)
+    state = read_json(result.checkpoint, "trainer_state.json")
+    meta = {**inputs["meta"], "checkpoint": location(best), "config": to_dict(cfg),
             "best_valid_loss": state["best_valid"], "steps": state["step"]}
     export_model(best, model_dir, meta)
     plot_losses(state, out_dir / "loss.png")
     write_json({"train": state["train"], "valid": state["valid"]}, out_dir / "history.json")
     stages.finish("sft", cfg, started, steps=state["step"], best_valid_loss=state["best_valid"],
-              checkpoint=str(best), model=str(model_dir))
-    print(f"sft: best valid loss {state['best_valid']:.4f} at {best.name}; model in {model_dir}")
+                  checkpoint=location(best), model=paths.location(model_dir), worker_nodes=state.get("nodes", []))
+    print(f"sft: best valid loss {state['best_valid']:.4f} at {Path(best.path).name}; "
+          f"model in {paths.location(model_dir)}")
     return model_dir

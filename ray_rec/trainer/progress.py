@@ -14,7 +14,6 @@ import os
 import resource
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -109,10 +108,25 @@ def agree(flag: bool) -> bool:
 def maybe_crash(cfg, step: int, rank: int, marker: str) -> None:
     """Fault injection for tests: worker ``crash_rank`` dies at ``crash_at_step``, the first time only.
     ``cfg``: any stage config with a ``train`` section (SFT and RL share it)."""
-    if step == cfg.train.crash_at_step and rank == cfg.train.crash_rank and marker and not os.path.exists(marker):
-        Path(marker).parent.mkdir(parents=True, exist_ok=True)
-        Path(marker).write_text(f"worker {rank} exited at step {step}\n")
+    from ray_rec.storage import marker_exists, write_marker
+
+    if step == cfg.train.crash_at_step and rank == cfg.train.crash_rank and marker and not marker_exists(marker):
+        write_marker(marker, f"worker {rank} exited at step {step}\n")
         # Ray Train registers a reported checkpoint when its controller next polls the workers; dying
         # right after a report could beat that poll, and the restart would then begin from scratch.
         time.sleep(3.0)
         os._exit(1)
+
+
+def worker_nodes() -> list[str]:
+    """The Ray node id of every worker, in rank order (collective: every rank calls it). Recorded in the
+    trainer state so a stage's record says where it trained."""
+    import ray
+    import torch.distributed as dist
+
+    node = ray.get_runtime_context().get_node_id()
+    if not (dist.is_available() and dist.is_initialized()):
+        return [node]
+    nodes: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(nodes, node)
+    return [str(n) for n in nodes]
