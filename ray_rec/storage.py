@@ -80,9 +80,9 @@ def resolve_run(run: str | Path) -> str:
         return os.path.normpath(text)
     root = os.environ.get(STORAGE_ENV, "").strip()
     if root:
-        base = resolve_run(root)
-        if not is_uri(base) and not os.path.isabs(os.path.expanduser(root)):
+        if not is_uri(root) and not os.path.isabs(os.path.expanduser(root)):
             raise InputError(f"{STORAGE_ENV}={root!r} must be an absolute path or a URI (s3://bucket/prefix)")
+        base = resolve_run(root)
         return f"{base}/{text}" if is_uri(base) else os.path.normpath(os.path.join(base, text))
     if os.environ.get(JOB_ENV):
         raise InputError(f"run folder {run!r} is relative, and under `ray job submit` it would land in Ray's "

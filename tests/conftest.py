@@ -46,3 +46,28 @@ def pytest_sessionfinish(session, exitstatus):
             ray.shutdown()
     except Exception:
         pass
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """An S3-compatible server (moto) on 127.0.0.1 for the whole session; tests make their own buckets."""
+    from multinode import MotoServer
+
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_run(s3_server, monkeypatch, tmp_path):
+    """A fresh bucket on the S3 server and this process pointed at it (the standard AWS variables), with
+    a private node cache; ``s3_run.uri`` is a run folder in the bucket."""
+    import types
+    import uuid
+
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("RAY_REC_CACHE", str(tmp_path / "cache"))
+    bucket = f"test-{uuid.uuid4().hex[:10]}"
+    s3_server.create_bucket(bucket)
+    return types.SimpleNamespace(server=s3_server, bucket=bucket, uri=f"s3://{bucket}/run",
+                                 cache=tmp_path / "cache")

@@ -215,9 +215,8 @@ class MotoServer:
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
         try:
             self.proc = subprocess.Popen(
-                [PYTHON, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+                supervised([PYTHON, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                preexec_fn=_die_with_parent,
             )
         finally:
             if log is not subprocess.DEVNULL:
@@ -277,7 +276,7 @@ class NodeHandle:
 
     index: int
     node_id: str  # hex, as ray.get_runtime_context().get_node_id() reports it on that node
-    pid: int  # leader of the node's process session (unshare -> sh -> python multinode_node.py)
+    pid: int  # leader of the node's session: supervisor -> unshare -> sh -> python multinode_node.py
     popen: subprocess.Popen = field(repr=False)
     log: Path
     temp_dir: Path
@@ -502,13 +501,13 @@ class LoopbackCluster:
         return handle
 
     def _spawn(self, cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
-        """Start ``cmd`` as the leader of a new session (so it can be killed as one), output to ``log``.
-        With ``fate_share`` it gets SIGKILL when the thread that started it dies (pytest killed
-        hard): Ray's own fate sharing then takes its raylet, agents and workers down with it."""
+        """Start ``cmd`` in a new session (so it can be killed as one), output to ``log``. With
+        ``fate_share`` a supervisor leads the session and SIGKILLs all of it if this process dies
+        (pytest killed hard) or ``cmd`` exits."""
         with open(log, "ab") as out:
             return subprocess.Popen(
-                cmd, env=env, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=_die_with_parent if self.fate_share else None,
+                supervised(cmd) if self.fate_share else cmd, env=env, cwd=self.workdir, stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
 
     def kill_node(self, handle: NodeHandle, zombie_wait: float = 0.0) -> None:
@@ -600,8 +599,45 @@ class LoopbackCluster:
         return subprocess.CompletedProcess(args, p.returncode, out, err)
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    import ctypes
+def supervised(cmd: list[str]) -> list[str]:
+    """``cmd`` wrapped in :func:`supervise` (run it as the leader of a new session)."""
+    return [PYTHON, str(Path(__file__).resolve()), "supervise", "--", *cmd]
 
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+def supervise(cmd: list[str], poll: float = 0.2) -> int:
+    """Run ``cmd`` as a child; when the process that started us dies (re-parenting) or ``cmd`` exits,
+    SIGKILL every process of our session (Ray's own fate sharing does not cover every process of a
+    node built with ``Node(..., shutdown_at_exit=False)``, and `ray start` re-groups its children)."""
+    parent = os.getppid()
+    child = subprocess.Popen(cmd)
+    rc = 0
+    while True:
+        if os.getppid() != parent:
+            rc = 137
+            break
+        code = child.poll()
+        if code is not None:
+            rc = code
+            break
+        time.sleep(poll)
+    me = os.getpid()
+    for _ in range(50):
+        others = [p for p in session_pids(os.getsid(0)) if p != me]
+        if not others:
+            break
+        for p in others:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            child.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            pass
+    return rc
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "supervise" and sys.argv[2] == "--":
+        sys.exit(supervise(sys.argv[3:]))
+    sys.exit(f"usage: {sys.argv[0]} supervise -- CMD [ARGS...]")

@@ -79,8 +79,11 @@ def test_loopback_cluster_private_disks_train_on_s3_and_node_death(tmp_path):
     run_dir, cache_dir = tmp_path / "run", tmp_path / "cache"  # a local run folder, a node cache
     with MotoServer(log_path=tmp_path / "moto.log") as s3:
         s3.create_bucket("bucket")
+        moto_s = time.monotonic() - t0
         with LoopbackCluster(tmp_path / "cluster", s3.env, [run_dir, cache_dir]) as cluster:
+            t_nodes = time.monotonic()
             n1, n2 = cluster.add_nodes(2, num_cpus=1)
+            nodes_s = time.monotonic() - t_nodes
             startup = time.monotonic() - t0
             head = cluster.head_node_id
             assert head and len({head, n1.node_id, n2.node_id}) == 3
@@ -124,6 +127,7 @@ def test_loopback_cluster_private_disks_train_on_s3_and_node_death(tmp_path):
         assert not [ln for ln in ps.splitlines() if temp_root in ln and not ln.startswith("Z")]
         assert not any(str(cache_dir) in ln for ln in open("/proc/self/mountinfo"))
     total = time.monotonic() - t0
-    print(f"\nmultinode timings: head {cluster.startup_s:.1f} s, moto+head+2 nodes {startup:.1f} s, "
+    print(f"\nmultinode timings: moto {moto_s:.1f} s, head {cluster.startup_s:.1f} s, 2 nodes {nodes_s:.1f} s, "
+          f"moto+head+2 nodes {startup:.1f} s, "
           f"driver (tasks+train) {driver_s:.1f} s {out['t']}, node death seen after {dead_after:.1f} s "
           f"(kill+checks {kill_s:.1f} s), whole test {total:.1f} s")
