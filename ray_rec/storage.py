@@ -136,10 +136,7 @@ class RunStorage:
             digest = hashlib.sha256(uri.encode()).hexdigest()[:12]
             slug = re.sub(r"[^A-Za-z0-9._-]+", "_", uri.split("://", 1)[1])[-48:].strip("_")
             self.local = cache_root() / "runs" / f"{slug}-{digest}"
-            self.local.mkdir(parents=True, exist_ok=True)
-            mark = self.local / _WORKSPACE_MARK
-            if not mark.is_file():
-                mark.write_text(uri + "\n")
+            _WORKSPACES[str(self.local.resolve())] = uri
         else:
             self.local = Path(uri)
 
@@ -199,6 +196,15 @@ class RunStorage:
         if info.type == pafs.FileType.NotFound:
             raise InputError(f"run folder {self.uri}: bucket {bucket!r} does not exist (or these credentials "
                              "cannot see it); create it first")
+        self._mark_workspace()
+
+    def _mark_workspace(self) -> None:
+        """Create the workspace with a note of the URI it mirrors (so its path, handed back as a run
+        folder, still means the remote run)."""
+        mark = self.local / _WORKSPACE_MARK
+        if not mark.is_file():
+            self.local.mkdir(parents=True, exist_ok=True)
+            mark.write_text(self.uri + "\n")
 
     def train_storage(self, folder: str | Path) -> tuple[str, object | None]:
         """``(storage_path, storage_filesystem)`` for Ray Train / Tune runs under ``folder``."""
@@ -235,6 +241,7 @@ class RunStorage:
         if kind == pafs.FileType.NotFound:
             _remove(path)
             return False
+        self._mark_workspace()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".pull", dir=path.parent))
         try:
@@ -254,6 +261,7 @@ class RunStorage:
         import pyarrow.fs as pafs
 
         folder = Path(folder)
+        self._mark_workspace()
         local = pafs.LocalFileSystem()
         remote = self._remote(folder)
         self.fs.create_dir(remote, recursive=True)
@@ -287,8 +295,14 @@ class RunStorage:
         return Ref(self.uri_of(path), key)
 
 
+_WORKSPACES: dict[str, str] = {}  # workspace folder -> the URI it mirrors, for this process
+
+
 def _workspace_uri(path: Path) -> str | None:
     """The URI a workspace folder mirrors, None for any other folder."""
+    known = _WORKSPACES.get(str(path.resolve()))
+    if known:
+        return known
     mark = path / _WORKSPACE_MARK
     try:
         if mark.is_file() and path.resolve().is_relative_to((cache_root() / "runs").resolve()):

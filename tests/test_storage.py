@@ -66,7 +66,7 @@ def test_bad_storage_is_refused_in_one_line_before_anything_is_written(s3_run, m
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and run in err and message in err, err
     assert stored(f"s3://{s3_run.bucket}") == {}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # no local run folder either
+    assert list(tmp_path.iterdir()) == []  # no local run folder, not even an empty workspace
 
 
 def test_read_only_run_folder_is_refused(tmp_path):

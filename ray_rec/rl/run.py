@@ -169,6 +169,7 @@ def run_rl(cfg: RLConfig) -> Path:
     write_json({"train": state["train"], "valid": state["valid"]}, out_dir / "history.json")
     stages.finish("rl", cfg, started, steps=state["step"], checkpoint=location(best), model=paths.location(out),
                   worker_nodes=state.get("nodes", []),
+                  resumed_at=state.get("resumed_at", []),
                   **{"start_" + key: state["valid"][0][key], "best_" + key: state["best"]})
     print(f"rl: {key} {state['valid'][0][key]:.4f} before, best {state['best']:.4f} at {Path(best.path).name}; "
           f"model in {paths.location(out)}")

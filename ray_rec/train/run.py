@@ -148,7 +148,8 @@ def run_sft(cfg: SFTConfig) -> Path:
     plot_losses(state, out_dir / "loss.png")
     write_json({"train": state["train"], "valid": state["valid"]}, out_dir / "history.json")
     stages.finish("sft", cfg, started, steps=state["step"], best_valid_loss=state["best_valid"],
-                  checkpoint=location(best), model=paths.location(model_dir), worker_nodes=state.get("nodes", []))
+                  checkpoint=location(best), model=paths.location(model_dir), worker_nodes=state.get("nodes", []),
+                  resumed_at=state.get("resumed_at", []))
     print(f"sft: best valid loss {state['best_valid']:.4f} at {Path(best.path).name}; "
           f"model in {paths.location(model_dir)}")
     return model_dir
