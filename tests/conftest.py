@@ -71,3 +71,21 @@ def s3_run(s3_server, monkeypatch, tmp_path):
     s3_server.create_bucket(bucket)
     return types.SimpleNamespace(server=s3_server, bucket=bucket, uri=f"s3://{bucket}/run",
                                  cache=tmp_path / "cache")
+
+
+SMOKE_PIPELINE = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "pipeline_smoke.yaml"
+
+
+@pytest.fixture(scope="session")
+def smoke_pipeline(ray_start_2_cpus, tmp_path_factory):
+    """The smoke pipeline (jobs/configs/pipeline_smoke.yaml) run once on a local run folder and the
+    session's local Ray: (RunPaths, report). The end-to-end test checks what it learned; the multi-node
+    test compares its own run on object storage with it."""
+    from ray_rec.config import load_config
+    from ray_rec.paths import RunPaths
+    from ray_rec.pipeline.config import PipelineConfig
+    from ray_rec.pipeline.run import run_pipeline
+
+    cfg = load_config(PipelineConfig, SMOKE_PIPELINE, [f"run={tmp_path_factory.mktemp('smoke') / 'run'}"])
+    report = run_pipeline(cfg)
+    return RunPaths(cfg.run), report

@@ -1,7 +1,7 @@
 """A real multi-node Ray cluster and an S3-compatible store on one machine, for tests.
 
-Not a test module: tests import it (``from multinode import LoopbackCluster, MotoServer``; pytest puts
-``tests/`` on ``sys.path`` through rootdir conftest insertion).
+Not a test module: tests import it as ``from multinode import LoopbackCluster, MotoServer`` (pytest's
+default import mode puts ``tests/``, which has no ``__init__.py``, on ``sys.path``).
 
 - :class:`MotoServer` runs ``python -m moto.server`` on 127.0.0.1 as an S3 endpoint.
 - :class:`LoopbackCluster` runs a Ray head (``ray start --head --num-cpus=0 --block``, own process session)
@@ -13,9 +13,10 @@ Not a test module: tests import it (``from multinode import LoopbackCluster, Mot
   the calling (pytest) process never joins the cluster, so a local Ray it already runs is untouched.
 - Stopping never calls ``ray stop`` (it would kill every Ray on the machine): each node and the head
   is SIGKILLed by process session, and the tmpfs mounts vanish with their namespaces.
+- Every process is started under :func:`supervise`, which SIGKILLs its whole session if the starting
+  process dies without cleaning up (pytest killed hard), so no cluster outlives its test.
 
-Needs root (``unshare -m``, ``mount``) on Linux. See docs in /work/shared/STACK.md ("Multi-node and storage
-on one machine").
+Needs root (``unshare -m``, ``mount``) on Linux.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -59,8 +60,9 @@ HEAD_ENV = {
 # driver at another Ray, e.g. the pytest session's own local one).
 _DROP_ENV = ("RAY_ADDRESS", "RAY_JOB_CONFIG_JSON_ENV_VAR", "RAY_RAYLET_PID", "RAY_NODE_ID")
 
-# Unix socket paths are limited to 107 bytes: <temp>/session_<date>_<pid>/sockets/plasma_store.<n>
-_MAX_TEMP_ROOT = 40
+# Unix socket paths are limited to 107 bytes: <root>/n1/session_<date>_<usec>_<pid>/sockets/plasma_store
+# (~70 bytes below the root); a longer workdir gets a short /tmp/rmn-XXXXXXXX root instead.
+_MAX_TEMP_ROOT = 32
 
 
 def free_port() -> int:
@@ -328,8 +330,9 @@ class LoopbackCluster:
         self._dead_leaders: list[int] = []
         self._temp_root: Path | None = None
         self._own_temp_root = False
-        # Worker-port ranges: a random block in 20000-32000 (above the 10002-19999 a default local Ray
-        # uses, below the kernel's ephemeral range 32768+), one WORKER_PORT_SPAN slice per node.
+        # Worker-port ranges: a random 500-port block in 20000-30000 (above the 10002-19999 a default
+        # local Ray uses, below the kernel's ephemeral range 32768+); the head takes the first
+        # WORKER_PORT_SPAN ports of it, node i the i-th slice after that.
         self._port_base = random.Random(os.getpid() ^ time.time_ns()).randrange(20000, 30000, 500)
         self.startup_s: float | None = None
 
@@ -520,6 +523,12 @@ class LoopbackCluster:
         """Live processes of a node (empty once it is killed)."""
         return session_pids(handle.pid)
 
+    @property
+    def temp_root(self) -> Path:
+        """Root of the Ray temp dirs (``h`` for the head, ``nI`` for node I); removed at shutdown
+        (the logs are copied to ``workdir/ray_logs`` first) when it is a /tmp/rmn-* folder."""
+        return self._temp()
+
     def head_pids(self) -> list[int]:
         return session_pids(self.head.pid) if self.head is not None else []
 
@@ -531,15 +540,16 @@ class LoopbackCluster:
     # -- cluster state (from a short subprocess: this process never joins the cluster) ---------
 
     def node_table(self, timeout: float = 60.0) -> list[dict[str, Any]]:
-        """The GCS node table: [{"NodeID", "Alive", "IsHead", "NodeName", "Resources", "State"}, ...]."""
+        """The GCS node table, dead nodes included: [{"NodeID", "Alive", "IsHead", "NodeName", "Resources"}]."""
         code = (
             "import json, ray._private.state as s\n"
             "from ray._raylet import GcsClientOptions\n"
             "g = s.GlobalState()\n"
             f"g._initialize_global_state(GcsClientOptions.create({self.address!r}, None, "
             "allow_cluster_id_nil=True, fetch_cluster_id_if_nil=False))\n"
-            "rows = [{'NodeID': n['NodeID'], 'Alive': n['Alive'], 'IsHead': 'node:__internal_head__' in n.get('Resources', {}), 'NodeName': n.get('NodeName'),"
-            " 'Resources': n.get('Resources', {}), 'State': n.get('State')} for n in g.node_table()]\n"
+            "rows = [{'NodeID': n['NodeID'], 'Alive': n['Alive'], 'NodeName': n.get('NodeName'),\n"
+            "         'IsHead': 'node:__internal_head__' in n.get('Resources', {}),\n"
+            "         'Resources': n.get('Resources', {})} for n in g.node_table()]\n"
             "print('NODE_TABLE=' + json.dumps(rows))\n"
         )
         r = subprocess.run([PYTHON, "-c", code], env=_base_env(self.env), capture_output=True, text=True,

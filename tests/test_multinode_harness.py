@@ -11,7 +11,6 @@ import time
 import uuid
 
 import pytest
-
 from multinode import LoopbackCluster, MotoServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -92,7 +91,7 @@ def test_loopback_cluster_private_disks_train_on_s3_and_node_death(tmp_path):
             assert rows[head]["Resources"].get("CPU", 0) == 0
             assert rows[n1.node_id]["Resources"]["CPU"] == rows[n2.node_id]["Resources"]["CPU"] == 1
             (cache_dir / "host-only.txt").write_text("x")  # the head's disk: invisible on the nodes
-            temp_root = str(cluster._temp())
+            temp_root = str(cluster.temp_root)
 
             name = f"mn-{uuid.uuid4().hex[:8]}"
             cfg = {"cache": str(cache_dir), "nodes": [n1.node_id, n2.node_id], "name": name,

@@ -64,10 +64,8 @@ def test_pipeline_quantizes_sasrec_embeddings(ray_start_2_cpus, tmp_path):
 
 
 @pytest.mark.slow
-def test_pipeline_end_to_end(ray_start_2_cpus, tmp_path, monkeypatch):
-    cfg = load_config(PipelineConfig, SMOKE, [f"run={tmp_path / 'run'}"])
-    report = run_pipeline(cfg)
-    paths = RunPaths(tmp_path / "run")
+def test_pipeline_end_to_end(smoke_pipeline):
+    paths, report = smoke_pipeline
     for path in (paths.items, paths.samples("test"), paths.embeddings, paths.codes("rqkmeans_constrained"),
                  paths.sft_model("sft-smoke") / "config.json", paths.report_dir / "metrics.png"):
         assert path.is_file(), path
