@@ -12,6 +12,7 @@ the bucket (FailureConfig).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -33,9 +34,12 @@ PUBLISHED = ["data/stage.json", "embeddings/stage.json", "sid/rqkmeans_constrain
              "report/metrics.json"]
 
 
-def node_files(pid: int, folder: Path) -> list[str]:
-    """Files under ``folder`` as the node whose process is ``pid`` sees it (inside its mount namespace)."""
-    out = subprocess.run(["nsenter", "-t", str(pid), "-m", "find", str(folder), "-type", "f"],
+def node_files(cluster: LoopbackCluster, node, folder: Path) -> list[str]:
+    """Files under ``folder`` as ``node`` sees it: from inside the mount namespace of its processes."""
+    own = os.readlink("/proc/self/ns/mnt")
+    inside = [pid for pid in cluster.node_pids(node) if os.readlink(f"/proc/{pid}/ns/mnt") != own]
+    assert inside, "the node runs no process in a mount namespace of its own"
+    out = subprocess.run(["nsenter", "-t", str(inside[0]), "-m", "find", str(folder), "-type", "f"],
                          capture_output=True, text=True, check=True).stdout
     return [line[len(str(folder)) + 1:] for line in out.splitlines()]
 
@@ -62,13 +66,14 @@ def test_smoke_pipeline_on_three_nodes_with_s3_survives_a_lost_node(tmp_path, s3
                 assert driver.poll() is None, f"the driver ended before SFT checkpointed:\n{log.read_text()[-4000:]}"
                 assert time.monotonic() < deadline, f"no SFT checkpoint in the bucket:\n{log.read_text()[-4000:]}"
                 time.sleep(1.0)
+            time.sleep(8.0)  # let Ray Train's controller register that checkpoint (it polls the workers)
             cluster.kill_node(second)  # a machine lost mid-training
             spare = cluster.add_node(num_cpus=1)
             assert driver.wait(timeout=540) == 0, log.read_text()[-6000:]
         survivors = {first.node_id, spare.node_id}
         # workers keep only the node cache: copies of models and samples, never a run workspace
         for node in (first, spare):
-            files = node_files(node.pid, cache)
+            files = node_files(cluster, node, cache)
             assert any(f.startswith("objects/") for f in files), files
             assert all(f.startswith("objects/") for f in files), files  # no driver file, no workspace
         head = cluster.head_node_id
