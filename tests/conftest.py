@@ -79,7 +79,7 @@ SMOKE_PIPELINE = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "pip
 @pytest.fixture(scope="session")
 def smoke_pipeline(ray_start_2_cpus, tmp_path_factory):
     """The smoke pipeline (jobs/configs/pipeline_smoke.yaml) run once on a local run folder and the
-    session's local Ray: (RunPaths, report). The end-to-end test checks what it learned; the multi-node
+    session's local Ray: (RunPaths, report, PipelineConfig). The end-to-end test checks what it learned; the multi-node
     test compares its own run on object storage with it."""
     from ray_rec.config import load_config
     from ray_rec.paths import RunPaths
@@ -88,4 +88,4 @@ def smoke_pipeline(ray_start_2_cpus, tmp_path_factory):
 
     cfg = load_config(PipelineConfig, SMOKE_PIPELINE, [f"run={tmp_path_factory.mktemp('smoke') / 'run'}"])
     report = run_pipeline(cfg)
-    return RunPaths(cfg.run), report
+    return RunPaths(cfg.run), report, cfg

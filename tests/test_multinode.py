@@ -45,7 +45,7 @@ def node_files(cluster: LoopbackCluster, node, folder: Path) -> list[str]:
 
 
 def test_smoke_pipeline_on_three_nodes_with_s3_survives_a_lost_node(tmp_path, s3_server, smoke_pipeline):
-    local_paths, local_report = smoke_pipeline
+    local_paths, local_report, _ = smoke_pipeline
     s3_server.create_bucket("multinode")
     run = "s3://multinode/smoke"
     cache, cwd = tmp_path / "cache", tmp_path / "driver"  # node caches; where a relative run folder would go

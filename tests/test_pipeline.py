@@ -64,8 +64,8 @@ def test_pipeline_quantizes_sasrec_embeddings(ray_start_2_cpus, tmp_path):
 
 
 @pytest.mark.slow
-def test_pipeline_end_to_end(smoke_pipeline):
-    paths, report = smoke_pipeline
+def test_pipeline_end_to_end(smoke_pipeline, tmp_path, monkeypatch):
+    paths, report, cfg = smoke_pipeline
     for path in (paths.items, paths.samples("test"), paths.embeddings, paths.codes("rqkmeans_constrained"),
                  paths.sft_model("sft-smoke") / "config.json", paths.report_dir / "metrics.png"):
         assert path.is_file(), path
@@ -94,7 +94,7 @@ def test_pipeline_end_to_end(smoke_pipeline):
     assert json.dumps(report["made_in_seconds"]) in (paths.report_dir / "metrics.md").read_text()
 
     # and so does each stage's own command on the same section, with the run folder named relatively
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(paths.root.parent)
     for stage, section in cfg.bound().items():
         record = STAGES[stage].out_dir(section) / "stage.json"
         before = json.loads(record.read_text())["record_id"]

@@ -117,3 +117,32 @@ def test_freeze_base_survives_a_killed_worker(ray_start_2_cpus, tmp_path):
             assert not torch.equal(p[first:], before[name][first:]), "the SID token rows did not train"
         else:
             assert torch.equal(p, before[name]), f"frozen parameter {name} moved"
+
+
+class _Payload:
+    """Pickles as a call: what a tampered checkpoint file in shared storage could hold."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_deepspeed_resume_refuses_a_tampered_checkpoint_file(tmp_path):
+    """DeepSpeed's loader is replaced by a weights-only one: tensors and the few DeepSpeed classes of a
+    ZeRO-2 file load (the SFT/GRPO resume tests load real ones), a pickled call is refused unexecuted."""
+    import torch
+
+    from ray_rec.errors import InputError
+    from ray_rec.trainer.backend import weights_only_load
+
+    good = tmp_path / "state.pt"
+    torch.save({"optimizer_state_dict": {"step": torch.tensor(3.0)}, "ds_version": "0.19.8"}, good)
+    assert weights_only_load(str(good))["ds_version"] == "0.19.8"
+    marker = tmp_path / "code-ran"
+    bad = tmp_path / "zero_pp_rank_0_mp_rank_00_optim_states.pt"
+    torch.save({"optimizer_state_dict": _Payload(marker)}, bad)
+    with pytest.raises(InputError, match=f"{bad}: refused to load a checkpoint file"):
+        weights_only_load(str(bad))
+    assert not marker.exists()

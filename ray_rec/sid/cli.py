@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ray_rec.cliargs import add_config_args, add_resource_args, config_from_args
-from ray_rec.paths import DEFAULT_RUN
+from ray_rec.paths import DEFAULT_RUN, RunPaths
 
 _METHODS = ["rqkmeans", "rqkmeans_constrained", "rqvae", "rqkmeans_plus"]
 
@@ -57,7 +57,6 @@ def _print_reports(dirs: list[Path]) -> None:
 
 def _resolve(source: str, run: str) -> Path:
     """A file as given, a folder's codes.parquet, or a SID set name under <run>/sid/."""
-    from ray_rec.paths import RunPaths
 
     path = Path(source)
     if path.is_file():
@@ -69,7 +68,6 @@ def _report(args: argparse.Namespace) -> int:
     from ray_rec import artifacts
     from ray_rec.errors import InputError
     from ray_rec.io import write_json
-    from ray_rec.paths import RunPaths
     from ray_rec.sid.index_io import codebook_sizes, codes_arrays, quantizer_levels, read_index_json
     from ray_rec.sid.report import format_report, report_row, sid_report
 

@@ -3,6 +3,11 @@ model in a DeepSpeed ZeRO engine (config from :mod:`ray_rec.trainer.deepspeed_co
 DDP, owns the AdamW optimizer, and runs one optimizer step as ``backward`` on each micro-batch's loss
 followed by ``step``. What the loss is stays with the stage (SFT: ``ray_rec.train.batch``; GRPO:
 ``ray_rec.rl.loop``): it hands ``backward`` a function of the (wrapped) model.
+
+Resuming never unpickles code: DeepSpeed's own checkpoint engine loads its files with
+``torch.load(weights_only=False)``, so anyone who can write to the run's storage could run code in the
+workers; its ``load`` is replaced by :func:`weights_only_load`, which admits tensors, plain
+containers and the three small DeepSpeed classes its ZeRO-2 files hold, and refuses anything else.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class Backend:
 
             self.engine, self.optimizer, _, _ = deepspeed.initialize(
                 model=model, optimizer=optimizer, config=deepspeed_config(cfg))
+            self.engine.checkpoint_engine.load = weights_only_load  # saving stays DeepSpeed's own
             self.module, self.wrapped = self.engine.module, self.engine
         else:
             from torch.nn.parallel import DistributedDataParallel
@@ -97,3 +103,30 @@ class Backend:
             self.engine.load_checkpoint(str(folder / "deepspeed"), tag="state", load_lr_scheduler_states=False)
         else:
             self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+
+
+def deepspeed_safe_globals() -> list[Any]:
+    """The classes besides tensors and plain containers that DeepSpeed's ZeRO-2 checkpoint files hold
+    (found by loading them with ``weights_only=True``): the loss scaler, the ZeRO stage enum, the
+    fragment addresses of flattened parameters."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+def weights_only_load(path: str, map_location=None):
+    """DeepSpeed's checkpoint-engine ``load``, with ``weights_only=True`` (module docstring)."""
+    import pickle
+
+    from ray_rec.errors import InputError
+
+    with torch.serialization.safe_globals(deepspeed_safe_globals()):
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+            raise InputError(f"{path}: refused to load a checkpoint file that holds more than tensors and plain "
+                             f"data ({last[:200]}); it was not written by this trainer, or was altered in "
+                             "storage") from None
