@@ -154,3 +154,39 @@ def test_markers_on_storage(s3_run, tmp_path):
     local = tmp_path / "m" / "crash_marker"
     write_marker(str(local), "x")
     assert marker_exists(str(local))
+
+
+def test_storage_that_refuses_these_credentials_is_refused_in_one_line(tmp_path, monkeypatch):
+    """An S3 server that checks credentials (moto with authentication on from the first request): wrong
+    keys, and no keys at all, each stop the command before anything is written."""
+    from multinode import free_port, kill_session
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import socket
+        import time
+
+        deadline = time.monotonic() + 60
+        def listening() -> bool:
+            with socket.socket() as probe:
+                return probe.connect_ex(("127.0.0.1", port)) == 0
+
+        while not listening():
+            assert time.monotonic() < deadline and server.poll() is None, "moto did not start"
+            time.sleep(0.2)
+        base = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_EC2_METADATA_DISABLED": "true", "RAY_REC_CACHE": str(tmp_path / "cache")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        for keys in ({"AWS_ACCESS_KEY_ID": "nobody", "AWS_SECRET_ACCESS_KEY": "wrong"}, {}):
+            proc = subprocess.run([str(Path(sys.executable).parent / "ray-rec"), "data", "prepare", "--config",
+                                   DATA_SMOKE, "--run", "s3://somebucket/run"], env={**env, **base, **keys},
+                                  cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=120)
+            err = proc.stderr.strip().splitlines()
+            assert proc.returncode == 2 and len(err) == 1, proc.stderr
+            assert "run folder s3://somebucket/run: cannot reach the storage" in err[0] and "credentials" in err[0]
+        assert not (tmp_path / "cache").exists()
+    finally:
+        kill_session(server.pid, server)
