@@ -34,7 +34,7 @@ class Stage:
     run: str                                 # "module:function" taking that config
     cli: str                                 # module whose register(subparsers) adds the command's group
     out_dir: Callable[[Any], Path]           # config -> the folder holding its stage.json
-    inputs: Callable[[Any], list[Path]]      # config -> the files and folders it reads
+    inputs: Callable[[Any], list[Path | str]]  # config -> the files and folders it reads (paths, or URIs)
     upstream: Callable[[Any], tuple[str, ...]] = lambda cfg: ()  # config -> stages whose outputs it reads
     results: tuple[str, ...] = ()            # files in out_dir other stages or the report read
     in_pipeline: bool = True                 # a section of PipelineConfig and a valid ``stages:`` entry
@@ -59,11 +59,13 @@ def _paths(cfg: Any) -> RunPaths:
 
 # --- what each stage reads -------------------------------------------------------------------------
 
-def _data_inputs(cfg: Any) -> list[Path]:
+def _data_inputs(cfg: Any) -> list[Path | str]:
+    from ray_rec.storage import is_uri
+
     sources = [cfg.path] if cfg.path else []
     if cfg.source == "amazon":
-        sources += [cfg.amazon.reviews, cfg.amazon.meta]
-    return [Path(s) for s in sources]
+        sources += [cfg.amazon.reviews, cfg.amazon.meta]  # raw dumps: local paths or URIs
+    return [s if is_uri(s) else Path(s) for s in sources]
 
 
 def _embed_inputs(cfg: Any) -> list[Path]:

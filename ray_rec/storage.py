@@ -393,3 +393,30 @@ def write_marker(location: str, text: str) -> None:
     fs, path = _filesystem(location)
     with fs.open_output_stream(path) as f:
         f.write(text.encode())
+
+
+# --- external inputs (raw dumps, ...) that may live in storage ---------------------------------------
+
+def open_input(location: str | Path):
+    """A seekable binary file on a local path or a URI (``s3://bucket/raw/reviews.json.gz``): what a
+    Ray task opens to read its byte range of a raw dump wherever the dump is stored."""
+    if not is_uri(location):
+        return open(location, "rb")
+    fs, path = _filesystem(str(location))
+    return fs.open_input_file(path)
+
+
+def input_info(location: str | Path) -> tuple[str, int, int] | None:
+    """(kind 'file' or 'dir', size in bytes, modification time in ns) of a path or URI, None when it does
+    not exist."""
+    import pyarrow.fs as pafs
+
+    if is_uri(location):
+        fs, path = _filesystem(str(location))
+        info = fs.get_file_info(path)
+    else:
+        info = pafs.LocalFileSystem().get_file_info(str(Path(location).expanduser()))
+    if info.type == pafs.FileType.NotFound:
+        return None
+    mtime = info.mtime_ns or 0
+    return ("dir" if info.type == pafs.FileType.Directory else "file"), int(info.size or 0), int(mtime)

@@ -136,3 +136,31 @@ def test_bad_raw_input_names_file_line_field(ray_start_2_cpus, tmp_path, fixture
         prepare(tmp_path, "e4", bad_time, meta)
     # nothing half-written: failed runs leave no artifact
     assert not (tmp_path / "e1" / "data" / "items.parquet").exists()
+
+
+def test_raw_dumps_are_read_from_object_storage(ray_start_2_cpus, s3_run, tmp_path, fixture_files):
+    """Dumps in a bucket (one gzipped, one plain) give the very bytes of the same dumps on local disk:
+    the Ray Data tasks open their byte ranges through pyarrow's filesystem, on whichever node they run."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    reviews_gz = write_fixture(tmp_path, compress=True)[0]
+    fs = s3_run.server.filesystem()
+    for local, key in ((reviews_gz, "raw/reviews.json.gz"), (fixture_files[1], "raw/meta.json")):
+        with fs.open_output_stream(f"{s3_run.bucket}/{key}", compression=None) as out:  # bytes as they are
+            out.write(local.read_bytes())
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # its own local Ray, with these variables
+    cmd = [str(Path(sys.executable).parent / "ray-rec"), "data", "prepare", "--run", str(tmp_path / "from_s3"),
+           "--source", "amazon", "--set", "max_history=2", "--set", "amazon.user_k=2", "--set", "amazon.item_k=2",
+           "--set", "amazon.num_blocks=4", "--set", f"amazon.reviews=s3://{s3_run.bucket}/raw/reviews.json.gz",
+           "--set", f"amazon.meta=s3://{s3_run.bucket}/raw/meta.json"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    local = prepare(tmp_path, "from_disk", *fixture_files)
+    for name in ["items.parquet", "interactions.parquet"] + [f"samples_{s}.parquet" for s in ("train", "valid", "test")]:
+        assert (tmp_path / "from_s3" / "data" / name).read_bytes() == (local.data_dir / name).read_bytes(), name
+    record = json.loads((tmp_path / "from_s3" / "data" / "stage.json").read_text())
+    assert sorted(record["inputs"]) == [f"s3://{s3_run.bucket}/raw/meta.json", f"s3://{s3_run.bucket}/raw/reviews.json.gz"]
+    assert "missing" not in record["inputs"].values()

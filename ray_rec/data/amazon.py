@@ -42,6 +42,7 @@ from ray_rec.data.config import AmazonConfig
 from ray_rec.data.loaders import Loaded, items_table
 from ray_rec.data.samples import build_splits, interactions_table
 from ray_rec.errors import InputError, at
+from ray_rec.storage import input_info, open_input
 
 _TAG = re.compile(r"<[^>]+>")
 
@@ -54,30 +55,44 @@ def month_start(text: str) -> int | None:
     return int(datetime.datetime(parts[0], parts[1], parts[2], tzinfo=datetime.UTC).timestamp())
 
 
-def is_gzip(path: Path) -> bool:
-    with open(path, "rb") as fh:
+def is_gzip(path: str | Path) -> bool:
+    with open_input(path) as fh:
         return fh.read(2) == b"\x1f\x8b"
 
 
+def next_line_start(fh, pos: int) -> int:
+    """Offset just past the first newline at or after ``pos`` (the end of the file when there is none),
+    read in blocks: what ``readline`` gives, on files that lack it (pyarrow's object-store files)."""
+    fh.seek(pos)
+    while True:
+        block = fh.read(1 << 16)
+        if not block:
+            return pos
+        found = block.find(b"\n")
+        if found >= 0:
+            return pos + found + 1
+        pos += len(block)
+
+
 def byte_ranges(path: str | Path, num_blocks: int) -> list[dict]:
-    """Read tasks for one file: byte ranges cut at line ends, each with its first line number."""
-    path = Path(path)
-    if not path.is_file():
+    """Read tasks for one file (a local path or a URI): byte ranges cut at line ends, each with its
+    first line number."""
+    path = str(path)
+    info = input_info(path)
+    if info is None or info[0] != "file":
         raise InputError(f"{path}: file not found")
     if is_gzip(path):
-        return [{"path": str(path), "start": 0, "end": -1, "first_line": 1}]
-    size = path.stat().st_size
+        return [{"path": path, "start": 0, "end": -1, "first_line": 1}]
+    size = info[1]
     cuts = [0]
-    with open(path, "rb") as fh:
+    with open_input(path) as fh:
         for k in range(1, num_blocks):
-            fh.seek(max(size * k // num_blocks, cuts[-1]))
-            fh.readline()  # move to the start of the next line
-            cuts.append(min(fh.tell(), size))
+            cuts.append(min(next_line_start(fh, max(size * k // num_blocks, cuts[-1])), size))
     cuts.append(size)
     tasks, line = [], 1
-    with open(path, "rb") as fh:
+    with open_input(path) as fh:
         for a, b in zip(cuts[:-1], cuts[1:], strict=False):
-            tasks.append({"path": str(path), "start": a, "end": b, "first_line": line})
+            tasks.append({"path": path, "start": a, "end": b, "first_line": line})
             fh.seek(a)
             line += fh.read(b - a).count(b"\n")
     return tasks
@@ -88,14 +103,14 @@ def iter_lines(task: dict) -> Iterator[tuple[int, bytes]]:
     path, line = task["path"], task["first_line"]
     if task["end"] < 0:
         try:
-            with gzip.open(path, "rb") as fh:
+            with open_input(path) as raw_file, gzip.open(raw_file, "rb") as fh:
                 for raw in fh:
                     yield line, raw
                     line += 1
         except (OSError, EOFError, zlib.error) as exc:
             raise InputError(f"{at(path, line)} corrupt or truncated gzip ({exc})") from None
         return
-    with open(path, "rb") as fh:
+    with open_input(path) as fh:
         fh.seek(task["start"])
         data = fh.read(task["end"] - task["start"])
     for raw in data.split(b"\n"):
