@@ -44,8 +44,17 @@ def node_files(cluster: LoopbackCluster, node, folder: Path) -> list[str]:
     return [line[len(str(folder)) + 1:] for line in out.splitlines()]
 
 
-def test_smoke_pipeline_on_three_nodes_with_s3_survives_a_lost_node(tmp_path, s3_server, smoke_pipeline):
+# The project's variables (runtime.setup_env): the nodes start without them, as raylets started by hand
+# would; every worker sets them up itself.
+PROJECT_ENV = ("DS_ACCELERATOR", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE",
+               "TORCH_EXTENSIONS_DIR", "TOKENIZERS_PARALLELISM", "TRANSFORMERS_NO_ADVISORY_WARNINGS")
+
+
+def test_smoke_pipeline_on_three_nodes_with_s3_survives_a_lost_node(tmp_path, s3_server, smoke_pipeline,
+                                                                    monkeypatch):
     local_paths, local_report, _ = smoke_pipeline
+    for key in PROJECT_ENV:
+        monkeypatch.delenv(key, raising=False)
     s3_server.create_bucket("multinode")
     run = "s3://multinode/smoke"
     cache, cwd = tmp_path / "cache", tmp_path / "driver"  # node caches; where a relative run folder would go

@@ -144,6 +144,9 @@ def _gather_ranks(local: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- training
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """One Ray Train worker: DDP training with early stopping, then test scoring of the kept weights."""
+    from ray_rec.runtime import setup_env
+
+    setup_env()  # the project's environment, whatever the node's raylet was started with
     import ray.train
     import ray.train.torch
 

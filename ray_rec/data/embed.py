@@ -85,8 +85,9 @@ class TextEncoder:
     """Ray Data callable class: loads the encoder once per actor; batch {item_id, text} -> {item_id, embedding}."""
 
     def __init__(self, encoder: str, max_length: int, normalize: bool, use_gpu: bool, threads: int = 1):
-        from ray_rec.runtime import set_threads
+        from ray_rec.runtime import set_threads, setup_env
 
+        setup_env()
         set_threads(threads)
         self.encode = load_encoder(encoder, "cuda" if use_gpu else "cpu", max_length)
         self.normalize = normalize

@@ -112,6 +112,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     codes built by :func:`ray_rec.rl.run.prepare_inputs`), model_dir, sasrec_dir ('' = no cf reward) (paths or
     :class:`ray_rec.storage.Ref` s, copied to this node once), crash_marker (path or '': train.crash_at_step's
     fault injection)."""
+    from ray_rec.runtime import setup_env
+
+    setup_env()  # the project's environment, whatever the node's raylet was started with
     import ray
     import ray.train
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast

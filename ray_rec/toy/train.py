@@ -73,6 +73,9 @@ class RayTrainSession:
 
 def train_worker(config: dict[str, Any]) -> None:
     """Ray Train ``train_loop_per_worker``: rebuild the config, fetch the sequences, run the loop."""
+    from ray_rec.runtime import setup_env
+
+    setup_env()  # the project's environment, whatever the node's raylet was started with
     import ray
 
     from ray_rec.runtime import set_threads

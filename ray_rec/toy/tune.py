@@ -71,6 +71,9 @@ def trial_config(base: dict[str, Any], sampled: dict[str, Any]) -> ToyConfig:
 
 def tune_trial(sampled: dict[str, Any], base: dict[str, Any], seqs: list[list[int]]) -> None:
     """Tune's trainable: train one sampled config, reporting validation metrics every epoch."""
+    from ray_rec.runtime import setup_env
+
+    setup_env()  # the project's environment, whatever the node's raylet was started with
     from ray_rec.runtime import set_threads
 
     cfg = trial_config(base, sampled)
@@ -165,8 +168,10 @@ def write_best_config(cfg: ToyConfig, metrics: dict[str, Any], path: Path) -> No
     data = to_dict(cfg)
     data["name"] = f"{cfg.tune.name}-best"
     data["resources"]["workers"] = 1
+    paths = RunPaths(cfg.run)  # on object storage the file stays at its URI; train from a local copy of it
+    config = f"<a local copy of {paths.location(path)}>" if paths.storage.remote else str(path)
     head = (f"# Best trial of sweep {cfg.tune.name!r}: {METRIC} = {metrics[METRIC]:.4f} "
-            f"after {metrics.get('epoch')} epochs.\n# Train it: ray-rec toy train --config {path}\n")
+            f"after {metrics.get('epoch')} epochs.\n# Train it: ray-rec toy train --config {config}\n")
     write_text(head + yaml.safe_dump(data, sort_keys=False), path)
 
 

@@ -33,6 +33,9 @@ from ray_rec.trainer.schedule import eval_interval, get_lr, is_eval_step, rank_i
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point. ``loop_config``: cfg (SFTConfig), data (ObjectRef of a dict with tokenizer,
     train and valid Examples, first_new_id), crash_marker (path or '')."""
+    from ray_rec.runtime import setup_env
+
+    setup_env()  # the project's environment, whatever the node's raylet was started with
     import ray
     import ray.train
 
