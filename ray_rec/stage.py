@@ -84,7 +84,8 @@ def stage_record_of(path: Path) -> Path | None:
 def input_hash(path: str | Path) -> str:
     """Content hash identifying one input: its stage record's bytes, or (made outside any stage) the
     input's own content (by size and modification time for a URI); ``missing`` when it does not exist."""
-    from ray_rec.storage import input_info, is_uri
+    from ray_rec.nodecache import input_info
+    from ray_rec.storage import is_uri
 
     if is_uri(path):
         info = input_info(path)

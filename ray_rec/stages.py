@@ -265,7 +265,7 @@ def fetch(run: str | Path, path: Path) -> Path:
 
 def worker_ref(cfg: Any, path: Path) -> Any:
     """What a worker on any node opens ``path`` (an input of this run) with, through
-    :func:`ray_rec.storage.localize`: the path itself, or for a remote run a reference keyed by the
+    :func:`ray_rec.nodecache.localize`: the path itself, or for a remote run a reference keyed by the
     content of the stage record that vouches for it."""
     from ray_rec.stage import input_hash
 

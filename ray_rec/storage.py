@@ -20,7 +20,7 @@ What runs on other nodes never reads a driver path:
 * Ray Train and Tune write checkpoints straight to storage (:meth:`RunStorage.train_storage` gives
   ``storage_path`` and ``storage_filesystem``);
 * workers that read a model or a Parquet file (evaluation actors, GRPO and SASRec workers) get a
-  :class:`Ref` from :meth:`RunStorage.ref` and call :func:`localize`, which copies it into a node-local
+  :class:`ray_rec.nodecache.Ref` from :meth:`RunStorage.ref` and call :func:`ray_rec.nodecache.localize`, which copies it into a node-local
   cache once per node, keyed by the content of the stage record that vouches for it.
 
 Publishing: a stage's files are uploaded first and its ``stage.json`` last, and a stage that starts
@@ -35,17 +35,14 @@ run folder is refused: it would land in Ray's unpacked copy of the code and vani
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
 import hashlib
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ray_rec.errors import InputError
 
@@ -108,17 +105,6 @@ def _filesystem(uri: str):
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A file or folder in remote storage, with a content key: what a worker on any node can open."""
-
-    uri: str
-    key: str
-
-    def __str__(self) -> str:
-        return self.uri
 
 
 class RunStorage:
@@ -287,9 +273,11 @@ class RunStorage:
         elif kind == pafs.FileType.File:
             self.fs.delete_file(remote)
 
-    def ref(self, path: str | Path, key: str) -> str | Ref:
+    def ref(self, path: str | Path, key: str) -> Any:
         """What a worker on any node opens with :func:`localize` to read ``path``: the path itself for a
-        local or shared run, else a :class:`Ref` carrying ``key`` (a content hash of what ``path`` holds)."""
+        local or shared run, else a :class:`ray_rec.nodecache.Ref` carrying ``key`` (a content hash of what ``path`` holds)."""
+        from ray_rec.nodecache import Ref
+
         if not self.remote or not self.contains(path):
             return str(path)
         return Ref(self.uri_of(path), key)
@@ -327,96 +315,3 @@ def _storage(uri: str, cache: str) -> RunStorage:
 def storage_of(run: str | Path) -> RunStorage:
     """The :class:`RunStorage` of run folder ``run`` (one per resolved location and cache folder)."""
     return _storage(resolve_run(run), str(cache_root()))
-
-
-# --- worker side ----------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def localize(ref: str | Path | Ref) -> Path:
-    """A local path to read ``ref`` from on this node: a local path as it is; a :class:`Ref` copied from
-    storage into this node's cache the first time any process of the node asks (keyed by its content),
-    and reused after."""
-    if not isinstance(ref, Ref):
-        return Path(ref)
-    import pyarrow.fs as pafs
-
-    name = ref.uri.rstrip("/").rsplit("/", 1)[-1]
-    folder = cache_root() / "objects" / hashlib.sha256(f"{ref.uri}\n{ref.key}".encode()).hexdigest()[:20]
-    dest = folder / name
-    with _locked(folder.with_suffix(".lock")):
-        if dest.exists():
-            return dest
-        fs, remote = _filesystem(ref.uri)
-        kind = fs.get_file_info(remote).type
-        if kind == pafs.FileType.NotFound:
-            raise InputError(f"{ref.uri} does not exist in storage")
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".", suffix=".pull", dir=folder))
-        try:
-            target = tmp / name
-            if kind == pafs.FileType.Directory:
-                target.mkdir()
-            pafs.copy_files(remote, str(target), source_filesystem=fs,
-                            destination_filesystem=pafs.LocalFileSystem(), use_threads=True)
-            os.replace(target, dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return dest
-
-
-def marker_exists(location: str) -> bool:
-    """Whether the small marker file at ``location`` (a path or a URI) exists."""
-    if not is_uri(location):
-        return os.path.exists(location)
-    import pyarrow.fs as pafs
-
-    fs, path = _filesystem(location)
-    return fs.get_file_info(path).type == pafs.FileType.File
-
-
-def write_marker(location: str, text: str) -> None:
-    """Write a small marker file at ``location`` (a path or a URI)."""
-    if not is_uri(location):
-        Path(location).parent.mkdir(parents=True, exist_ok=True)
-        Path(location).write_text(text)
-        return
-    fs, path = _filesystem(location)
-    with fs.open_output_stream(path) as f:
-        f.write(text.encode())
-
-
-# --- external inputs (raw dumps, ...) that may live in storage ---------------------------------------
-
-def open_input(location: str | Path):
-    """A seekable binary file on a local path or a URI (``s3://bucket/raw/reviews.json.gz``): what a
-    Ray task opens to read its byte range of a raw dump wherever the dump is stored."""
-    if not is_uri(location):
-        return open(location, "rb")
-    fs, path = _filesystem(str(location))
-    return fs.open_input_file(path)
-
-
-def input_info(location: str | Path) -> tuple[str, int, int] | None:
-    """(kind 'file' or 'dir', size in bytes, modification time in ns) of a path or URI, None when it does
-    not exist."""
-    import pyarrow.fs as pafs
-
-    if is_uri(location):
-        fs, path = _filesystem(str(location))
-        info = fs.get_file_info(path)
-    else:
-        info = pafs.LocalFileSystem().get_file_info(str(Path(location).expanduser()))
-    if info.type == pafs.FileType.NotFound:
-        return None
-    mtime = info.mtime_ns or 0
-    return ("dir" if info.type == pafs.FileType.Directory else "file"), int(info.size or 0), int(mtime)

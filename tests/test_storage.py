@@ -20,8 +20,9 @@ from ray_rec.cli import main
 from ray_rec.config import load_config
 from ray_rec.data.config import DataConfig
 from ray_rec.errors import InputError
+from ray_rec.nodecache import Ref, localize, marker_exists, write_marker
 from ray_rec.paths import RunPaths
-from ray_rec.storage import JOB_ENV, STORAGE_ENV, Ref, localize, marker_exists, resolve_run, storage_of, write_marker
+from ray_rec.storage import JOB_ENV, STORAGE_ENV, resolve_run, storage_of
 
 DATA_SMOKE = "jobs/configs/data_smoke.yaml"
 

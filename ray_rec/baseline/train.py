@@ -160,7 +160,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     num_items = config["num_items"]
 
-    from ray_rec.storage import localize
+    from ray_rec.nodecache import localize
 
     files = {s: localize(config[s]) for s in ("train", "valid", "test")}  # copied to this node once if remote
     users, history, targets = samples_arrays(artifacts.read_samples(files["train"]), num_items, files["train"])

@@ -42,7 +42,7 @@ from ray_rec.data.config import AmazonConfig
 from ray_rec.data.loaders import Loaded, items_table
 from ray_rec.data.samples import build_splits, interactions_table
 from ray_rec.errors import InputError, at
-from ray_rec.storage import input_info, open_input
+from ray_rec.nodecache import input_info, open_input
 
 _TAG = re.compile(r"<[^>]+>")
 

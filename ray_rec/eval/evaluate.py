@@ -65,9 +65,9 @@ class BeamSearchActor:
                  max_history: int = -1):
         from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
+        from ray_rec.nodecache import localize
         from ray_rec.runtime import set_threads, setup_env
         from ray_rec.sid.trie import SIDTrie
-        from ray_rec.storage import localize
 
         setup_env()
         set_threads(threads)

@@ -110,7 +110,7 @@ def micro_step(backend: Backend, reference, tokenizer, trie, data: dict[str, Any
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point. ``loop_config``: cfg (RLConfig), data (ObjectRef of the prompts, targets and
     codes built by :func:`ray_rec.rl.run.prepare_inputs`), model_dir, sasrec_dir ('' = no cf reward) (paths or
-    :class:`ray_rec.storage.Ref` s, copied to this node once), crash_marker (path or '': train.crash_at_step's
+    :class:`ray_rec.nodecache.Ref` s, copied to this node once), crash_marker (path or '': train.crash_at_step's
     fault injection)."""
     from ray_rec.runtime import setup_env
 
@@ -128,7 +128,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
-    from ray_rec.storage import localize
+    from ray_rec.nodecache import localize
 
     model_dir = localize(loop_config["model_dir"])
     tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)

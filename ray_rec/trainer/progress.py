@@ -108,7 +108,7 @@ def agree(flag: bool) -> bool:
 def maybe_crash(cfg, step: int, rank: int, marker: str) -> None:
     """Fault injection for tests: worker ``crash_rank`` dies at ``crash_at_step``, the first time only.
     ``cfg``: any stage config with a ``train`` section (SFT and RL share it)."""
-    from ray_rec.storage import marker_exists, write_marker
+    from ray_rec.nodecache import marker_exists, write_marker
 
     if step == cfg.train.crash_at_step and rank == cfg.train.crash_rank and marker and not marker_exists(marker):
         write_marker(marker, f"worker {rank} exited at step {step}\n")
